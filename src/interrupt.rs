@@ -1,0 +1,53 @@
+//! Ctrl-C and friends. Build commands and QEMU run in process groups of
+//! their own, so the terminal's SIGINT reaches only rhbuild; whoever waits on
+//! a child polls this flag and kills the child's whole group when it is set.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A flag that SIGINT, SIGTERM and SIGHUP set. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Interrupt {
+    flag: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    /// A flag no signal sets (for tests and library use).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A flag wired to SIGINT, SIGTERM and SIGHUP.
+    pub fn from_signals() -> std::io::Result<Self> {
+        let me = Self::new();
+        for sig in [
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ] {
+            signal_hook::flag::register(sig, Arc::clone(&me.flag))?;
+        }
+        Ok(me)
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    pub fn set(&self) {
+        self.flag.store(true, Ordering::SeqCst)
+    }
+}
+
+/// Kill a process group: SIGTERM, a short grace period, then SIGKILL.
+pub fn kill_group(pgid: u32) {
+    let pgid = pgid as libc::pid_t;
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is touched.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}

@@ -1,0 +1,26 @@
+//! rhbuild: a build system for Linux on foreign CPUs.
+//!
+//! The library holds the primitives (plain Rust, unit-tested without Rhai),
+//! the engine that exposes them to scripts, and the CLI. See ARCHITECTURE.md.
+
+pub mod airlock;
+pub mod api;
+pub mod check;
+pub mod checksum;
+pub mod ccwrap;
+pub mod cli;
+pub mod diag;
+pub mod engine;
+pub mod extract;
+pub mod fetch;
+pub mod image;
+pub mod interrupt;
+pub mod kconfig;
+pub mod manifest;
+pub mod package;
+pub mod patch;
+pub mod project;
+pub mod qemu;
+pub mod settings;
+pub mod stage;
+pub mod target;

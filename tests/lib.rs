@@ -1,0 +1,3 @@
+//! Every integration test, compiled into one binary so the suite links once.
+
+mod util;
