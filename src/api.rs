@@ -1,1 +1,427 @@
-//! TODO
+//! The primitives as scripts see them. A thin layer: each function converts
+//! its arguments, calls into `stage`, `kconfig`, `image` or `qemu`, and turns
+//! a failure into a script error at the call site. No logic lives here.
+//!
+//! The reference for script writers is docs/primitives.md; keep it in step.
+
+use crate::stage::{Ctx, PrimResult};
+use camino::{Utf8Path, Utf8PathBuf};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module, Position};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
+    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
+}
+
+fn lift<T>(r: PrimResult<T>) -> RhaiResult<T> {
+    r.map_err(fail)
+}
+
+/// An array of strings (numbers are accepted and printed).
+fn strings(a: &Array, what: &str) -> RhaiResult<Vec<String>> {
+    a.iter()
+        .map(|v| {
+            if v.is_string() || v.is_int() || v.is_float() || v.is_bool() {
+                Ok(v.to_string())
+            } else {
+                Err(fail(format!("{what} must hold strings, found a `{}`", v.type_name())))
+            }
+        })
+        .collect()
+}
+
+fn env_map(m: &Map) -> RhaiResult<BTreeMap<String, String>> {
+    m.iter()
+        .map(|(k, v)| {
+            if v.is_string() || v.is_int() || v.is_bool() {
+                Ok((k.to_string(), v.to_string()))
+            } else {
+                Err(fail(format!("environment variable `{k}` must be a string, found a `{}`", v.type_name())))
+            }
+        })
+        .collect()
+}
+
+/// A directory a script works in: commands run there.
+#[derive(Clone)]
+pub struct Dir {
+    ctx: Ctx,
+    path: Utf8PathBuf,
+}
+
+/// A running emulator's serial console.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<Mutex<Option<crate::qemu::QemuConsole>>>,
+    log: Utf8PathBuf,
+}
+
+impl Console {
+    fn with<T>(&self, f: impl FnOnce(&mut crate::qemu::QemuConsole) -> Result<T, crate::qemu::QemuError>) -> RhaiResult<T> {
+        let mut g = self.inner.lock().unwrap();
+        let c = g.as_mut().ok_or_else(|| fail("the emulator was already stopped"))?;
+        f(c).map_err(|e| fail(format!("{e}")))
+    }
+}
+
+fn secs(s: i64) -> Duration {
+    Duration::from_secs(s.max(0) as u64)
+}
+
+/// Names registered as functions with a `ctx` first argument, for
+/// `rhbuild check`'s unknown-function walk (they are also in the engine's
+/// signatures; this list documents the API in one place).
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Ctx>("Ctx");
+    engine.register_type_with_name::<Dir>("Dir");
+    engine.register_type_with_name::<Console>("Console");
+
+    // --- ctx: facts about the run
+    engine.register_get("arch", |c: &mut Ctx| c.arch());
+    engine.register_get("cpus", |c: &mut Ctx| c.run.jobs as i64);
+    engine.register_get("stage", |c: &mut Ctx| c.frame.stage.clone());
+    engine.register_get("build_dir", |c: &mut Ctx| c.run.build_dir.to_string());
+    engine.register_get("arch_dir", |c: &mut Ctx| c.run.arch_dir().to_string());
+    engine.register_get("log", |c: &mut Ctx| c.frame.log.to_string());
+    engine.register_get("out", |c: &mut Ctx| lift(c.out().map(|p| p.to_string())));
+    engine.register_get("package", |c: &mut Ctx| lift(c.current_package().map(|p| p.name)));
+    engine.register_get("version", |c: &mut Ctx| lift(c.current_package().map(|p| p.version)));
+    engine.register_fn("setting", |c: &mut Ctx, k: &str| lift(c.setting(k)));
+    engine.register_fn("setting", |c: &mut Ctx, k: &str, d: &str| c.setting_or(k, d));
+    engine.register_fn("target_file", |c: &mut Ctx, n: &str| lift(c.target_file(n).map(|p| p.to_string())));
+    engine.register_fn("project_file", |c: &mut Ctx, n: &str| lift(c.project_file(n).map(|p| p.to_string())));
+
+    // --- ctx: stages and packages
+    engine.register_fn("stage", |c: &mut Ctx, name: &str| lift(c.stage(name).map(|p| p.to_string())));
+    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name)));
+    engine.register_fn("fetch", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
+        let names = strings(&names, "fetch's package list")?;
+        lift(c.fetch(&names))
+    });
+    engine.register_fn("packages", |c: &mut Ctx| -> Array {
+        let p = &c.run.engine.project;
+        p.names_in(&p.packages()).into_iter().map(Dynamic::from).collect()
+    });
+    engine.register_fn("source", |c: &mut Ctx| lift(c.source().map(|p| p.to_string())));
+    engine.register_fn("setup", |c: &mut Ctx| lift(c.setup().map(|p| Dir { ctx: c.clone(), path: p })));
+    engine.register_fn("work_dir", |c: &mut Ctx, n: &str| lift(c.work_dir(n).map(|p| Dir { ctx: c.clone(), path: p })));
+    engine.register_fn("dir", |c: &mut Ctx, p: &str| -> RhaiResult<Dir> {
+        let path = lift(c.readable(p))?;
+        Ok(Dir { ctx: c.clone(), path })
+    });
+    engine.register_fn("host_tools", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
+        let names = strings(&names, "host_tools's list")?;
+        lift(c.host_tools(&names, &[]).map(|_| ()))
+    });
+    engine.register_fn("host_tools", |c: &mut Ctx, names: Array, optional: Array| -> RhaiResult<Array> {
+        let names = strings(&names, "host_tools's list")?;
+        let optional = strings(&optional, "host_tools's optional list")?;
+        lift(c.host_tools(&names, &optional).map(|m| m.into_iter().map(Dynamic::from).collect()))
+    });
+
+    // --- ctx: files (writes only inside the build directory)
+    engine.register_fn("exists", |c: &mut Ctx, p: &str| {
+        let p = crate::project::absolute(Utf8Path::new(p));
+        let _ = c;
+        p.symlink_metadata().is_ok()
+    });
+    engine.register_fn("mkdir", |c: &mut Ctx, p: &str| -> RhaiResult<()> {
+        let p = lift(c.writable(p))?;
+        std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))
+    });
+    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str| write_file(c, p, text, None));
+    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str, mode: i64| write_file(c, p, text, Some(mode)));
+    engine.register_fn("read", |c: &mut Ctx, p: &str| -> RhaiResult<String> {
+        let p = lift(c.readable(p))?;
+        std::fs::read_to_string(&p).map_err(|e| fail(format!("cannot read `{p}`: {e}")))
+    });
+    engine.register_fn("symlink", |c: &mut Ctx, target: &str, link: &str| -> RhaiResult<()> {
+        let link = lift(c.writable(link))?;
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).map_err(|e| fail(format!("cannot create the link `{link}` -> `{target}`: {e}")))
+    });
+    engine.register_fn("copy", |c: &mut Ctx, from: &str, to: &str| -> RhaiResult<()> {
+        let from = lift(c.readable(from))?;
+        let to = lift(c.writable(to))?;
+        copy_into(&from, &to)
+    });
+    engine.register_fn("chmod", |c: &mut Ctx, p: &str, mode: i64| -> RhaiResult<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let p = lift(c.writable(p))?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode as u32))
+            .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))
+    });
+    engine.register_fn("remove", |c: &mut Ctx, p: &str| -> RhaiResult<()> {
+        let p = lift(c.writable(p))?;
+        let r = if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(fail(format!("cannot remove `{p}`: {e}"))),
+        }
+    });
+    engine.register_fn("fail", |_c: &mut Ctx, msg: &str| -> RhaiResult<()> { Err(fail(msg.to_string())) });
+
+    // --- ctx: commands outside a Dir
+    engine.register_fn("run", |c: &mut Ctx, cwd: &str, argv: Array| -> RhaiResult<()> {
+        let argv = strings(&argv, "the command")?;
+        let cwd = lift(c.readable(cwd))?;
+        lift(c.run_cmd(&cwd, argv, BTreeMap::new()))
+    });
+
+    // --- Dir
+    engine.register_get("path", |d: &mut Dir| d.path.to_string());
+    engine.register_fn("file", |d: &mut Dir, rel: &str| d.path.join(rel).to_string());
+    engine.register_fn("to_string", |d: &mut Dir| d.path.to_string());
+    engine.register_fn("exists", |d: &mut Dir, rel: &str| d.path.join(rel).symlink_metadata().is_ok());
+    engine.register_fn("run", |d: &mut Dir, argv: Array| -> RhaiResult<()> {
+        let argv = strings(&argv, "the command")?;
+        lift(d.ctx.run_cmd(&d.path, argv, BTreeMap::new()))
+    });
+    engine.register_fn("run", |d: &mut Dir, argv: Array, env: Map| -> RhaiResult<()> {
+        let argv = strings(&argv, "the command")?;
+        let env = env_map(&env)?;
+        lift(d.ctx.run_cmd(&d.path, argv, env))
+    });
+    engine.register_fn("output", |d: &mut Dir, argv: Array| -> RhaiResult<String> {
+        let argv = strings(&argv, "the command")?;
+        lift(d.ctx.output_cmd(&d.path, argv, BTreeMap::new()))
+    });
+    engine.register_fn("make", |d: &mut Dir, args: Array| -> RhaiResult<()> {
+        let mut argv = vec!["make".to_string()];
+        argv.extend(strings(&args, "make's arguments")?);
+        lift(d.ctx.run_cmd(&d.path, argv, BTreeMap::new()))
+    });
+    engine.register_fn("make", |d: &mut Dir, args: Array, env: Map| -> RhaiResult<()> {
+        let mut argv = vec!["make".to_string()];
+        argv.extend(strings(&args, "make's arguments")?);
+        let env = env_map(&env)?;
+        lift(d.ctx.run_cmd(&d.path, argv, env))
+    });
+    engine.register_fn("dir", |d: &mut Dir, rel: &str| -> RhaiResult<Dir> {
+        let p = d.path.join(rel);
+        std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))?;
+        Ok(Dir { ctx: d.ctx.clone(), path: p })
+    });
+
+    // --- kconfig
+    let mut kconfig = Module::new();
+    kconfig.set_native_fn("set", |path: &str, symbols: Map| -> RhaiResult<()> {
+        lift(kconfig_set(Utf8Path::new(path), &symbols))
+    });
+    kconfig.set_native_fn("get", |path: &str, symbol: &str| -> RhaiResult<Dynamic> {
+        let cfg = crate::kconfig::DotConfig::parse_file(Utf8Path::new(path)).map_err(|e| fail(format!("{e}")))?;
+        Ok(cfg.get(symbol.trim_start_matches("CONFIG_")).map(|v| Dynamic::from(v.to_string())).unwrap_or(Dynamic::UNIT))
+    });
+    engine.register_static_module("kconfig", kconfig.into());
+    engine.register_fn("allnoconfig", |d: &mut Dir, minis: Array, make_args: Array| -> RhaiResult<()> {
+        let minis = strings(&minis, "the miniconfig list")?;
+        let make_args = strings(&make_args, "make's arguments")?;
+        lift(allnoconfig(d, &minis, &make_args))
+    });
+
+    // --- images
+    engine.register_fn("check_root_filesystem", |c: &mut Ctx, root: &str| -> RhaiResult<()> {
+        let root = lift(c.readable(root))?;
+        crate::image::check_root_filesystem(&root).map_err(|e| fail(format!("{e}")))
+    });
+    engine.register_fn("initramfs", |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
+        let root = lift(c.readable(root))?;
+        let out = lift(c.writable(out))?;
+        let mtime = c.run.settings.get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok());
+        crate::image::write_initramfs(&root, &out, mtime).map_err(|e| fail(format!("{e}")))
+    });
+    engine.register_fn("squashfs", |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
+        let root = lift(c.readable(root))?;
+        let out = lift(c.writable(out))?;
+        crate::image::write_squashfs(&root, &out).map_err(|e| fail(format!("{e}")))
+    });
+    engine.register_fn("ext2", |c: &mut Ctx, root: &str, out: &str, megs: i64| -> RhaiResult<()> {
+        let root = lift(c.readable(root))?;
+        let out = lift(c.writable(out))?;
+        let size = (megs > 0).then_some(megs as u64);
+        crate::image::write_ext2(&root, &out, size).map_err(|e| fail(format!("{e}")))
+    });
+    engine.register_fn("blank_ext2", |c: &mut Ctx, out: &str, megs: i64| -> RhaiResult<()> {
+        let out = lift(c.writable(out))?;
+        crate::image::create_blank_ext2(&out, megs.max(1) as u64).map_err(|e| fail(format!("{e}")))
+    });
+
+    // --- qemu
+    engine.register_fn("boot", |c: &mut Ctx, spec: Map| -> RhaiResult<Console> {
+        let spec = lift(qemu_spec(c, &spec))?;
+        let log = spec.console_log.clone();
+        let console = crate::qemu::QemuConsole::spawn(&spec, c.run.interrupt.clone()).map_err(|e| fail(format!("{e}")))?;
+        Ok(Console { inner: Arc::new(Mutex::new(Some(console))), log })
+    });
+    engine.register_fn("emulate", |c: &mut Ctx, spec: Map| -> RhaiResult<i64> {
+        let spec = lift(qemu_spec(c, &spec))?;
+        let status = crate::qemu::interactive(&spec).map_err(|e| fail(format!("{e}")))?;
+        Ok(status.code().unwrap_or(-1) as i64)
+    });
+    engine.register_get("log", |c: &mut Console| c.log.to_string());
+    engine.register_fn("expect", |c: &mut Console, pat: &str, timeout: i64| -> RhaiResult<String> { c.with(|q| q.expect(pat, secs(timeout))) });
+    engine.register_fn("send", |c: &mut Console, line: &str| c.with(|q| q.send_line(line)));
+    engine.register_fn("command", |c: &mut Console, line: &str, prompt: &str, timeout: i64| -> RhaiResult<String> {
+        c.with(|q| q.run(line, prompt, secs(timeout)))
+    });
+    engine.register_fn("wait_exit", |c: &mut Console, timeout: i64| -> RhaiResult<i64> {
+        let st = c.with(|q| q.wait_exit(secs(timeout)))?;
+        Ok(st.code().unwrap_or(-1) as i64)
+    });
+    engine.register_fn("tail", |c: &mut Console, n: i64| c.with(|q| Ok(q.tail(n.max(0) as usize))));
+    engine.register_fn("stop", |c: &mut Console| {
+        if let Some(mut q) = c.inner.lock().unwrap().take() {
+            q.kill();
+        }
+    });
+}
+
+fn write_file(c: &mut Ctx, p: &str, text: &str, mode: Option<i64>) -> RhaiResult<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = lift(c.writable(p))?;
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
+    }
+    std::fs::write(&p, text).map_err(|e| fail(format!("cannot write `{p}`: {e}")))?;
+    if let Some(m) = mode {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m as u32))
+            .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Copy a file or a tree. Copying a directory onto an existing directory
+/// merges its contents (as an overlay does).
+fn copy_into(from: &Utf8Path, to: &Utf8Path) -> RhaiResult<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
+    }
+    if from.is_dir() && to.is_dir() {
+        let status = std::process::Command::new("cp")
+            .args(["-a", "--reflink=auto", "-T", "--"])
+            .arg(from.as_str())
+            .arg(to.as_str())
+            .status()
+            .map_err(|e| fail(format!("cannot run `cp`: {e}")))?;
+        return if status.success() { Ok(()) } else { Err(fail(format!("copying `{from}` over `{to}` failed"))) };
+    }
+    lift(crate::stage::copy_tree(from, to))
+}
+
+/// Set symbols in a `.config`: `true` -> y, `false` -> "is not set",
+/// strings and numbers as values. Symbols not yet present are appended.
+fn kconfig_set(path: &Utf8Path, symbols: &Map) -> PrimResult<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in symbols {
+        let sym = k.trim_start_matches("CONFIG_").to_string();
+        let line = if v.is_bool() {
+            if v.as_bool().unwrap_or(false) { format!("CONFIG_{sym}=y") } else { format!("# CONFIG_{sym} is not set") }
+        } else if v.is_int() {
+            format!("CONFIG_{sym}={v}")
+        } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
+            if s == "y" || s == "m" || s == "n" {
+                if s == "n" { format!("# CONFIG_{sym} is not set") } else { format!("CONFIG_{sym}={s}") }
+            } else {
+                format!("CONFIG_{sym}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+        } else {
+            return Err(format!("kconfig::set: `{k}` must be true, false, a number or a string"));
+        };
+        wanted.insert(sym, line);
+    }
+    let mut out = String::with_capacity(text.len());
+    for l in text.lines() {
+        let sym = l
+            .strip_prefix("CONFIG_")
+            .and_then(|r| r.split('=').next())
+            .or_else(|| l.strip_prefix("# CONFIG_").and_then(|r| r.strip_suffix(" is not set")));
+        match sym.and_then(|s| wanted.remove(s)) {
+            Some(newline) => out.push_str(&newline),
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    for (_, l) in wanted {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    std::fs::write(path, out).map_err(|e| format!("cannot write `{path}`: {e}"))
+}
+
+/// `make allnoconfig KCONFIG_ALLCONFIG=<merged miniconfigs>` in a directory
+/// (make arguments may add `O=`, `ARCH=`, ...), then check that every
+/// requested symbol survived into `.config`.
+fn allnoconfig(d: &Dir, minis: &[String], make_args: &[String]) -> PrimResult<()> {
+    let mut files = Vec::new();
+    for m in minis {
+        files.push(d.ctx.readable(m)?);
+    }
+    let mini = crate::kconfig::Miniconfig::parse_files(&files).map_err(|e| format!("{e}"))?;
+    let merged = d.ctx.run.arch_dir().join("tmp").join(format!("{}.miniconfig", d.ctx.frame.stage));
+    std::fs::create_dir_all(merged.parent().unwrap()).map_err(|e| e.to_string())?;
+    std::fs::write(&merged, mini.render()).map_err(|e| format!("cannot write `{merged}`: {e}"))?;
+    let mut argv = vec!["make".to_string()];
+    argv.extend(make_args.iter().cloned());
+    argv.push("allnoconfig".into());
+    argv.push(format!("KCONFIG_ALLCONFIG={merged}"));
+    d.ctx.run_cmd(&d.path, argv, BTreeMap::new())?;
+    let out_dir = make_args
+        .iter()
+        .find_map(|a| a.strip_prefix("O="))
+        .map(|o| {
+            let o = Utf8PathBuf::from(o);
+            if o.is_absolute() { o } else { d.path.join(o) }
+        })
+        .unwrap_or_else(|| d.path.clone());
+    let cfg = crate::kconfig::DotConfig::parse_file(&out_dir.join(".config")).map_err(|e| format!("{e}"))?;
+    let missing = crate::kconfig::missing(&mini, &cfg);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = missing
+        .iter()
+        .map(|(e, found)| {
+            let shown = if found == "n" { "is not set".to_string() } else { format!("is {found}") };
+            format!("  CONFIG_{}={} ({}:{}) {shown}", e.symbol, e.value, d.ctx.run.engine.project.relative(&e.file), e.line)
+        })
+        .collect();
+    Err(format!(
+        "{} symbol(s) of the miniconfig did not survive `make allnoconfig`:\n{}\nthey do not exist in this source or their dependencies are missing; add the dependencies or remove them (`make menuconfig`, then `/` to search, shows what each needs)",
+        missing.len(),
+        list.join("\n")
+    ))
+}
+
+/// A QEMU invocation from a script's map: `#{ binary, args, log }`. User
+/// networking must be restricted: a guest may reach only the host's
+/// loopback through explicit forwards.
+fn qemu_spec(c: &Ctx, m: &Map) -> PrimResult<crate::qemu::QemuSpec> {
+    let binary = m.get("binary").map(|v| v.to_string()).ok_or("the QEMU map needs `binary`")?;
+    let args = m
+        .get("args")
+        .and_then(|v| v.clone().try_cast::<Array>())
+        .ok_or("the QEMU map needs `args`, an array")?;
+    let args: Vec<String> = args.iter().map(|v| v.to_string()).collect();
+    for (i, a) in args.iter().enumerate() {
+        let is_netdev = i > 0 && (args[i - 1] == "-netdev" || args[i - 1] == "-nic");
+        if is_netdev && a.starts_with("user") && !a.split(',').any(|o| o == "restrict=on" || o == "restrict=yes") {
+            return Err(format!(
+                "QEMU user networking `{a}` must say `restrict=on`: the guest may reach only the host's loopback through explicit guestfwd/hostfwd rules"
+            ));
+        }
+        if a == "-net" && args.get(i + 1).is_some_and(|n| n.starts_with("user")) {
+            return Err("use `-netdev user,...,restrict=on` rather than `-net user`".into());
+        }
+    }
+    let log = match m.get("log") {
+        Some(l) => c.writable(&l.to_string())?,
+        None => c.run.logs_dir().join(format!("{}-console.log", c.frame.stage)),
+    };
+    Ok(crate::qemu::QemuSpec { binary, args, console_log: log })
+}

@@ -1,1 +1,276 @@
-//! TODO
+//! `rhbuild check`: compile every script and validate package and target
+//! metadata without building anything.
+//!
+//! Rhai resolves function names only when a call runs, so a misspelt
+//! primitive in a rarely taken branch would otherwise surface hours into a
+//! build. The checker walks each AST and compares every call against the
+//! registered API, the script's own functions and the functions of the
+//! modules it imports.
+
+use crate::diag::ScriptDiagnostic;
+use crate::engine::{ScriptEngine, ScriptError, module_file};
+use camino::{Utf8Path, Utf8PathBuf};
+use rhai::{AST, ASTNode, Expr, Stmt};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Built-in keywords Rhai handles itself rather than as registered functions.
+const KEYWORDS: &[&str] = &[
+    "print", "debug", "type_of", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared", "this", "throw",
+];
+
+/// What kind of file is checked decides the scope it compiles with and the
+/// metadata rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Script,
+    Package,
+    Target,
+    Stdlib,
+}
+
+/// Which kind a project file is, by its folder.
+pub fn kind_of(rel: &Utf8Path) -> Kind {
+    let first = rel.components().next().map(|c| c.as_str()).unwrap_or("");
+    match first {
+        "packages" => Kind::Package,
+        "targets" => Kind::Target,
+        "stdlib" => Kind::Stdlib,
+        _ => Kind::Script,
+    }
+}
+
+/// Every `.rhai` file `check` looks at by default, relative to the root.
+pub fn default_files(engine: &ScriptEngine) -> Vec<Utf8PathBuf> {
+    let p = &engine.project;
+    let mut out = Vec::new();
+    for dir in ["scripts", "packages", "stdlib"] {
+        for n in p.names_in(&p.root.join(dir)) {
+            out.push(Utf8PathBuf::from(format!("{dir}/{n}.rhai")));
+        }
+    }
+    for t in p.target_names() {
+        out.push(Utf8PathBuf::from(format!("targets/{t}/target.rhai")));
+    }
+    out
+}
+
+/// The names the engine knows as functions (including getters as
+/// `get$name`), computed once per check.
+pub struct KnownApi {
+    names: BTreeSet<String>,
+    static_modules: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl KnownApi {
+    pub fn of(engine: &ScriptEngine) -> Self {
+        let mut names: BTreeSet<String> = KEYWORDS.iter().map(|s| s.to_string()).collect();
+        for sig in engine.engine.gen_fn_signatures(true) {
+            if let Some(name) = fn_name_of_signature(&sig) {
+                names.insert(name);
+            }
+        }
+        // Static modules (kconfig::...) are documented by name.
+        let mut static_modules = BTreeMap::new();
+        static_modules.insert("kconfig".to_string(), ["set", "get"].iter().map(|s| s.to_string()).collect());
+        KnownApi { names, static_modules }
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+}
+
+/// `fn name(a: T) -> R` or `name(a: T) -> R` -> `name`.
+fn fn_name_of_signature(sig: &str) -> Option<String> {
+    let s = sig.trim_start_matches("pub ").trim_start_matches("fn ");
+    let end = s.find('(')?;
+    let name = s[..end].trim();
+    let name = name.rsplit("::").next().unwrap_or(name);
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Check files and return every problem found, in file order.
+pub fn check_files(engine: &ScriptEngine, files: &[Utf8PathBuf]) -> Vec<ScriptDiagnostic> {
+    let api = KnownApi::of(engine);
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(check_file(engine, &api, f));
+    }
+    out
+}
+
+/// Check one file (relative to the project root).
+pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
+    let kind = kind_of(rel);
+    let scope = match kind {
+        Kind::Script => crate::stage::ctx_scope_template(),
+        _ => rhai::Scope::new(),
+    };
+    let ast = match engine.compile(rel, &scope) {
+        Ok(a) => a,
+        Err(ScriptError::Diagnostic(d)) => return vec![*d],
+        Err(e) => return vec![ScriptDiagnostic::at(rel, "", 1, 1, e.to_string(), "", None)],
+    };
+    let text = engine.read(rel).map(|t| t.to_string()).unwrap_or_default();
+    let mut out = unknown_calls(engine, api, rel, &text, &ast);
+    match kind {
+        Kind::Package => out.extend(crate::package::validate(engine, rel)),
+        Kind::Target => out.extend(crate::target::validate(engine, rel)),
+        Kind::Script | Kind::Stdlib => {}
+    }
+    out
+}
+
+/// Imports of a script: alias -> (module file, position of the import).
+fn imports(ast: &AST) -> BTreeMap<String, (Utf8PathBuf, rhai::Position)> {
+    let mut out = BTreeMap::new();
+    ast.walk(&mut |nodes| {
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last() {
+            if let Expr::StringConstant(path, _) = &x.0 {
+                if !x.1.name.is_empty() {
+                    out.insert(x.1.name.to_string(), (module_file(path), *pos));
+                }
+            }
+        }
+        true
+    });
+    out
+}
+
+/// Functions a module file defines (public ones, as an importer sees them).
+fn module_functions(engine: &ScriptEngine, file: &Utf8Path) -> Option<BTreeSet<String>> {
+    let ast = engine.compile(file, &rhai::Scope::new()).ok()?;
+    Some(
+        ast.iter_functions()
+            .filter(|f| f.access != rhai::FnAccess::Private)
+            .map(|f| f.name.to_string())
+            .collect(),
+    )
+}
+
+fn unknown_calls(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path, text: &str, ast: &AST) -> Vec<ScriptDiagnostic> {
+    let own: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let imported = imports(ast);
+    let mut out = Vec::new();
+    for (alias, (file, pos)) in &imported {
+        if !engine.project.root.join(file).is_file() {
+            out.push(ScriptDiagnostic::at(
+                rel,
+                text,
+                pos.line().unwrap_or(1),
+                pos.position().unwrap_or(1),
+                format!("import `{alias}`: no file `{file}`"),
+                "imported here",
+                Some("imports name a file relative to the project root, without `.rhai`".into()),
+            ));
+        }
+    }
+    let module_fns: BTreeMap<&str, BTreeSet<String>> = imported
+        .iter()
+        .filter_map(|(alias, (file, _))| module_functions(engine, file).map(|f| (alias.as_str(), f)))
+        .collect();
+    let mut report = |name: String, pos: rhai::Position, help: String| {
+        out.push(ScriptDiagnostic::at(
+            rel,
+            text,
+            pos.line().unwrap_or(1),
+            pos.position().unwrap_or(1),
+            format!("unknown function `{name}`"),
+            "not defined anywhere",
+            Some(help),
+        ));
+    };
+    ast.walk(&mut |nodes| {
+        match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(x, pos))) => {
+                if x.is_operator_call() {
+                    return true;
+                }
+                let name = x.name.as_str();
+                if x.namespace.is_empty() {
+                    if !api.has(name) && !own.contains(name) {
+                        report(name.to_string(), *pos, suggestion(api, &own, name));
+                    }
+                } else {
+                    let ns = x.namespace.to_string();
+                    let ns = ns.trim_end_matches("::").to_string();
+                    let known = module_fns
+                        .get(ns.as_str())
+                        .or_else(|| api.static_modules.get(&ns))
+                        .map(|fns| fns.contains(name));
+                    match known {
+                        Some(true) => {}
+                        Some(false) => report(
+                            format!("{ns}::{name}"),
+                            *pos,
+                            format!("module `{ns}` defines no public function `{name}`"),
+                        ),
+                        None => report(
+                            format!("{ns}::{name}"),
+                            *pos,
+                            format!("no module `{ns}` is imported; add `import \"stdlib/{ns}\" as {ns};` or similar"),
+                        ),
+                    }
+                }
+            }
+            Some(ASTNode::Expr(Expr::MethodCall(x, pos))) => {
+                let name = x.name.as_str();
+                if !api.has(name) && !own.contains(name) {
+                    report(name.to_string(), *pos, suggestion(api, &own, name));
+                }
+            }
+            _ => {}
+        }
+        true
+    });
+    out
+}
+
+/// "did you mean" for a misspelt name: the closest known name by edit
+/// distance, when it is close.
+fn suggestion(api: &KnownApi, own: &BTreeSet<String>, name: &str) -> String {
+    let best = api
+        .names
+        .iter()
+        .chain(own.iter())
+        .filter(|n| !n.contains('$'))
+        .map(|n| (edit_distance(n, name), n))
+        .min();
+    match best {
+        Some((d, n)) if d <= 2 || d * 3 <= name.len() => {
+            format!("did you mean `{n}`? The primitives are listed in docs/primitives.md")
+        }
+        _ => "define it in this script, import the module that has it, or see docs/primitives.md for the primitives".into(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_names() {
+        assert_eq!(fn_name_of_signature("fn setting(_: Ctx, k: &str) -> String").as_deref(), Some("setting"));
+        assert_eq!(fn_name_of_signature("get$arch(_: Ctx) -> String").as_deref(), Some("get$arch"));
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("setting", "settign"), 2);
+        assert_eq!(edit_distance("build", "build"), 0);
+    }
+}

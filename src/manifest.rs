@@ -1,1 +1,89 @@
-//! TODO
+//! Stage manifests: what a stage's output was built from. A stage whose
+//! recorded inputs all still hold is skipped.
+//!
+//! Inputs are recorded as the stage reads them (redo-style): the scripts it
+//! ran and imported, the project files it read, the settings it looked at,
+//! the upstream stages it used (by their hashes) and the sources it
+//! unpacked (by checksum, or as an unverified local override).
+
+use camino::Utf8Path;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const FILE: &str = "manifest.json";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// Project files (relative path) -> SHA-256 of their contents.
+    pub files: BTreeMap<String, String>,
+    /// Settings read -> value (`None`: it was not set).
+    pub settings: BTreeMap<String, Option<String>>,
+    /// Upstream stages used -> their manifest hash.
+    pub stages: BTreeMap<String, String>,
+    /// Packages unpacked -> `sha256:...` of the verified tarball, or
+    /// `unverified:PATH:SIZE:MTIME` for a `--source` override.
+    pub sources: BTreeMap<String, String>,
+    /// Host tools resolved -> their target path (a changed host compiler
+    /// path rebuilds).
+    pub tools: BTreeMap<String, String>,
+}
+
+impl Inputs {
+    /// The hash that downstream stages record: SHA-256 of the canonical JSON.
+    pub fn hash(&self, stage: &str, arch: &str) -> String {
+        let text = serde_json::to_string(&(stage, arch, env!("CARGO_PKG_VERSION"), self)).unwrap_or_default();
+        crate::checksum::sha256_bytes(text.as_bytes())
+    }
+
+    pub fn merge(&mut self, other: &Inputs) {
+        self.files.extend(other.files.clone());
+        self.settings.extend(other.settings.clone());
+        self.stages.extend(other.stages.clone());
+        self.sources.extend(other.sources.clone());
+        self.tools.extend(other.tools.clone());
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub stage: String,
+    pub arch: String,
+    pub hash: String,
+    pub rhbuild: String,
+    /// Seconds since the epoch when the stage finished.
+    pub finished: u64,
+    /// Wall time of the stage in seconds.
+    pub seconds: f64,
+    /// Packages built from sources nobody verified (`--source` overrides).
+    pub unverified: Vec<String>,
+    pub inputs: Inputs,
+}
+
+impl Manifest {
+    pub fn read(dir: &Utf8Path) -> Option<Manifest> {
+        let text = std::fs::read_to_string(dir.join(FILE)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn write(&self, dir: &Utf8Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(FILE), text + "\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_changes_with_any_input() {
+        let mut a = Inputs::default();
+        a.files.insert("scripts/x.rhai".into(), "aa".into());
+        let h1 = a.hash("x", "sh4");
+        a.settings.insert("K".into(), Some("v".into()));
+        let h2 = a.hash("x", "sh4");
+        assert_ne!(h1, h2);
+        assert_ne!(h2, a.hash("x", "armv5l"));
+        assert_eq!(h2, a.clone().hash("x", "sh4"));
+    }
+}

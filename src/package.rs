@@ -1,1 +1,222 @@
-//! TODO
+//! Packages: one module per package under `packages/`, declaring its data
+//! first (name, version, sources with checksums) and then `fn build(ctx)`.
+//! Its own patches live in `packages/<name>/*.patch`.
+
+use crate::checksum::Expected;
+use crate::diag::ScriptDiagnostic;
+use crate::engine::{ScriptEngine, ScriptError, exported_consts};
+use crate::fetch::{Origin, OriginKind, SourceSpec};
+use camino::{Utf8Path, Utf8PathBuf};
+use rhai::{Dynamic, Map};
+
+/// Keys a source map may hold.
+const SOURCE_KEYS: &[&str] = &["url", "mirrors", "debian", "file", "sha1", "sha256"];
+
+/// A loaded package.
+#[derive(Clone, Debug)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    /// `packages/<name>.rhai`, relative to the project root.
+    pub file: Utf8PathBuf,
+    pub origins: Vec<Origin>,
+    /// Whether the package defines `fn build(ctx)`.
+    pub buildable: bool,
+}
+
+impl Package {
+    pub fn spec(&self) -> SourceSpec {
+        SourceSpec { package: self.name.clone(), origins: self.origins.clone() }
+    }
+
+    /// The folder of the package's own patches.
+    pub fn patch_dir(&self, root: &Utf8Path) -> Utf8PathBuf {
+        root.join("packages").join(&self.name)
+    }
+}
+
+fn file_of(name: &str) -> Utf8PathBuf {
+    Utf8PathBuf::from(format!("packages/{name}.rhai"))
+}
+
+/// Load and check `packages/<name>.rhai`.
+pub fn load(engine: &ScriptEngine, name: &str) -> Result<Package, ScriptError> {
+    let rel = file_of(name);
+    if !engine.project.root.join(&rel).is_file() {
+        return Err(ScriptError::Other(format!(
+            "no package `{name}`: `{rel}` does not exist (packages: {})",
+            engine.project.names_in(&engine.project.packages()).join(", ")
+        )));
+    }
+    if let Some(d) = validate(engine, &rel).into_iter().next() {
+        return Err(ScriptError::Diagnostic(Box::new(d)));
+    }
+    let (ast, module) = engine.load_module(&rel)?;
+    let version = module.get_var_value::<rhai::ImmutableString>("version").unwrap_or_default().to_string();
+    let sources = module.get_var_value::<rhai::Array>("sources").unwrap_or_default();
+    let origins = sources.iter().filter_map(|s| s.clone().try_cast::<Map>()).map(|m| origin_of(&m)).collect();
+    Ok(Package {
+        name: name.to_string(),
+        version,
+        file: rel,
+        origins,
+        buildable: ast.iter_functions().any(|f| f.name == "build" && f.params.len() == 1),
+    })
+}
+
+fn text(m: &Map, key: &str) -> Option<String> {
+    m.get(key).and_then(|v| v.clone().try_cast::<rhai::ImmutableString>()).map(|s| s.to_string())
+}
+
+fn origin_of(m: &Map) -> Origin {
+    let expected = Expected { sha1: text(m, "sha1"), sha256: text(m, "sha256") };
+    let mirrors = m
+        .get("mirrors")
+        .and_then(|v| v.clone().try_cast::<rhai::Array>())
+        .map(|a| a.iter().filter_map(|x| x.clone().try_cast::<rhai::ImmutableString>()).map(|s| s.to_string()).collect())
+        .unwrap_or_default();
+    let kind = match (text(m, "url"), text(m, "debian"), text(m, "file")) {
+        (Some(u), _, _) => OriginKind::Url(u),
+        (None, Some(p), Some(f)) => OriginKind::Debian { package: p, file: f },
+        _ => OriginKind::Url(String::new()),
+    };
+    Origin { kind, mirrors, expected }
+}
+
+/// Every problem with a package file, as diagnostics (empty when fine):
+/// `name` equal to the file's stem, a `version` string, and `sources`, a
+/// non-empty array of maps each with a `url` or `debian` + `file` origin and
+/// at least one well-formed checksum.
+pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
+    let text_src = match engine.read(rel) {
+        Ok(t) => t,
+        Err(e) => return vec![ScriptDiagnostic::at(rel, "", 1, 1, format!("cannot read `{rel}`: {e}"), "", None)],
+    };
+    let text_src = text_src.as_str();
+    let ast = match engine.compile(rel, &rhai::Scope::new()) {
+        Ok(a) => a,
+        Err(ScriptError::Diagnostic(d)) => return vec![*d],
+        Err(e) => return vec![ScriptDiagnostic::at(rel, text_src, 1, 1, e.to_string(), "", None)],
+    };
+    let stem = rel.file_stem().unwrap_or("");
+    let consts = exported_consts(&ast);
+    let at = |pos: rhai::Position, msg: String, label: &str, help: &str| {
+        ScriptDiagnostic::at(
+            rel,
+            text_src,
+            pos.line().unwrap_or(1),
+            pos.position().unwrap_or(1),
+            msg,
+            label.to_string(),
+            Some(help.to_string()),
+        )
+    };
+    let mut out = Vec::new();
+    for field in ["name", "version", "sources"] {
+        if !consts.iter().any(|c| c.name == field) {
+            out.push(at(
+                rhai::Position::new(1, 1),
+                format!("package `{rel}` lacks `export const {field}`"),
+                "in this file",
+                "a package declares `name`, `version` and `sources` before its build function (see docs/packages.md)",
+            ));
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    // Values need evaluation (versions are interpolated into URLs).
+    let module = match rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine.engine) {
+        Ok(m) => m,
+        Err(e) => {
+            if let ScriptError::Diagnostic(d) = engine.eval_error(rel, &e) {
+                return vec![*d];
+            }
+            return out;
+        }
+    };
+    for c in &consts {
+        match c.name {
+            "name" => {
+                let v = module.get_var_value::<rhai::ImmutableString>("name");
+                if v.as_deref() != Some(stem) {
+                    out.push(at(
+                        c.pos,
+                        format!("package name must be `{stem}` (the file's name), found {}", show(module.get_var("name").as_ref())),
+                        "declared here",
+                        "rename the file or the package so they agree",
+                    ));
+                }
+            }
+            "version" => {
+                if module.get_var_value::<rhai::ImmutableString>("version").is_none_or(|v| v.is_empty()) {
+                    out.push(at(c.pos, "package `version` must be a non-empty string".into(), "declared here", "for example `export const version = \"1.35.0\";`"));
+                }
+            }
+            "sources" => {
+                let items: Vec<rhai::Position> = match c.expr {
+                    rhai::Expr::Array(items, _) => items.iter().map(|e| e.start_position()).collect(),
+                    _ => Vec::new(),
+                };
+                let Some(arr) = module.get_var_value::<rhai::Array>("sources") else {
+                    out.push(at(c.pos, "package `sources` must be an array of maps".into(), "declared here", "for example `export const sources = [#{ url: \"...\", sha256: \"...\" }];`"));
+                    continue;
+                };
+                if arr.is_empty() {
+                    out.push(at(c.pos, "package `sources` is empty".into(), "declared here", "give at least one origin with its checksum"));
+                }
+                for (i, s) in arr.iter().enumerate() {
+                    let pos = items.get(i).copied().unwrap_or(c.pos);
+                    out.extend(check_source(s, i).into_iter().map(|(m, h)| at(pos, m, "this source", &h)));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn show(v: Option<&Dynamic>) -> String {
+    match v {
+        Some(d) => format!("`{d}`"),
+        None => "nothing".into(),
+    }
+}
+
+/// Problems with one source map: (message, help).
+fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
+    let n = i + 1;
+    let Some(m) = s.clone().try_cast::<Map>() else {
+        return vec![(format!("source {n} must be a map `#{{ ... }}`"), "for example `#{ url: \"...\", sha256: \"...\" }`".into())];
+    };
+    let mut out = Vec::new();
+    for k in m.keys() {
+        if !SOURCE_KEYS.contains(&k.as_str()) {
+            out.push((format!("source {n} has an unknown key `{k}`"), format!("source keys are: {}", SOURCE_KEYS.join(", "))));
+        }
+    }
+    let has_url = m.contains_key("url");
+    let has_deb = m.contains_key("debian") && m.contains_key("file");
+    if !has_url && !has_deb {
+        out.push((
+            format!("source {n} names no origin"),
+            "give `url: \"https://...\"`, or `debian: \"PACKAGE\", file: \"PACKAGE_VERSION.orig.tar.xz\"`".into(),
+        ));
+    }
+    let sha1 = text(&m, "sha1");
+    let sha256 = text(&m, "sha256");
+    if sha1.is_none() && sha256.is_none() {
+        out.push((
+            format!("source {n} has no checksum"),
+            "add `sha256: \"...\"` (and/or `sha1`), computed from the real file with sha256sum; rhbuild never extracts an unverified download".into(),
+        ));
+    }
+    for (algo, v, len) in [("sha1", sha1, 40), ("sha256", sha256, 64)] {
+        if let Some(v) = v {
+            if v.len() != len || !v.chars().all(|c| c.is_ascii_hexdigit()) {
+                out.push((format!("source {n}: `{algo}` must be {len} hex digits, found `{v}`"), "copy it from sha256sum/sha1sum output".into()));
+            }
+        }
+    }
+    out
+}

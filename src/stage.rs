@@ -1,1 +1,819 @@
-//! TODO
+//! Running scripts: stages (cached, atomic outputs), actions (always run) and
+//! package builds.
+//!
+//! A script that exports `output` is a stage: it writes into a temporary
+//! directory that is renamed to `build/<arch>/<output>` only when it
+//! succeeded, together with a manifest of the inputs it read. A stage whose
+//! recorded inputs all still hold is skipped. A script without `output` is
+//! an action (download, run-emulator, smoketest) and always runs.
+
+use crate::airlock::{self, Airlock};
+use crate::engine::{ScriptEngine, ScriptError, literal_const};
+use crate::fetch::{FetchOptions, SourceCache};
+use crate::interrupt::Interrupt;
+use crate::manifest::{Inputs, Manifest};
+use crate::package::{self, Package};
+use crate::settings::Settings;
+use crate::target::Target;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a run was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    pub arch: String,
+    pub build_dir: Utf8PathBuf,
+    pub jobs: usize,
+    pub cli_settings: BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    /// `--source NAME=PATH`: a local tarball or directory replacing a
+    /// package's verified source.
+    pub overrides: BTreeMap<String, Utf8PathBuf>,
+}
+
+/// One run: the engine, the target, the settings and what has been done.
+pub struct Run {
+    pub engine: ScriptEngine,
+    pub target: Target,
+    pub settings: Settings,
+    pub build_dir: Utf8PathBuf,
+    pub jobs: usize,
+    pub overrides: BTreeMap<String, Utf8PathBuf>,
+    pub interrupt: Interrupt,
+    pub cache: SourceCache,
+    /// Stages finished or found up to date in this run -> hash.
+    done: Mutex<HashMap<String, String>>,
+    /// Stages being worked on (cycle detection).
+    active: Mutex<Vec<String>>,
+    packages: Mutex<HashMap<String, Package>>,
+    /// The first failure's full diagnostic, kept when it crosses a script
+    /// boundary (a stage run from another stage, a package build).
+    failure: Mutex<Option<ScriptError>>,
+    /// Sources that were overridden and logged, so the warning appears once.
+    warned: Mutex<Vec<String>>,
+}
+
+/// The per-script state: which stage or package, where it writes, its log,
+/// and the inputs it read.
+pub struct Frame {
+    pub stage: String,
+    /// The stage's temporary output directory (stages only).
+    pub out: Option<Utf8PathBuf>,
+    pub package: Option<Package>,
+    pub log: Utf8PathBuf,
+    pub inputs: Arc<Mutex<Inputs>>,
+    pub unverified: Arc<Mutex<Vec<String>>>,
+}
+
+/// The value scripts know as `ctx`.
+#[derive(Clone)]
+pub struct Ctx {
+    pub run: Arc<Run>,
+    pub frame: Arc<Frame>,
+}
+
+/// A failure inside a primitive, as the text a script error shows.
+pub type PrimResult<T> = Result<T, String>;
+
+fn system_env() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+impl Run {
+    pub fn new(engine: ScriptEngine, cfg: RunConfig, interrupt: Interrupt) -> Result<Arc<Run>, ScriptError> {
+        let target = crate::target::load(&engine, &cfg.arch)?;
+        let settings = Settings::new(target.settings.clone(), cfg.env.clone(), cfg.cli_settings.clone());
+        let build_dir = crate::project::absolute(&cfg.build_dir);
+        let cache = SourceCache::new(build_dir.join("cache"));
+        Ok(Arc::new(Run {
+            engine,
+            target,
+            settings,
+            build_dir,
+            jobs: cfg.jobs.max(1),
+            overrides: cfg.overrides,
+            interrupt,
+            cache,
+            done: Mutex::new(HashMap::new()),
+            active: Mutex::new(Vec::new()),
+            packages: Mutex::new(HashMap::new()),
+            failure: Mutex::new(None),
+            warned: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// A snapshot of the environment for `RunConfig::env`.
+    pub fn environment() -> BTreeMap<String, String> {
+        system_env()
+    }
+
+    pub fn arch(&self) -> &str {
+        &self.target.name
+    }
+
+    /// `build/<arch>`.
+    pub fn arch_dir(&self) -> Utf8PathBuf {
+        self.build_dir.join(&self.target.name)
+    }
+
+    pub fn logs_dir(&self) -> Utf8PathBuf {
+        self.arch_dir().join("logs")
+    }
+
+    /// Keep the first failure that crossed a script boundary.
+    pub fn keep_failure(&self, e: ScriptError) {
+        let mut f = self.failure.lock().unwrap();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    pub fn take_failure(&self) -> Option<ScriptError> {
+        self.failure.lock().unwrap().take()
+    }
+
+    pub fn package(&self, name: &str) -> Result<Package, ScriptError> {
+        if let Some(p) = self.packages.lock().unwrap().get(name) {
+            return Ok(p.clone());
+        }
+        let p = package::load(&self.engine, name)?;
+        self.packages.lock().unwrap().insert(name.to_string(), p.clone());
+        Ok(p)
+    }
+
+    /// The airlock commands run in: PATH holds only `build/<arch>/host/bin`
+    /// and the cross compiler's `bin`.
+    pub fn airlock(&self, env: BTreeMap<String, String>) -> Airlock {
+        let path = vec![self.arch_dir().join("host/bin"), self.arch_dir().join("cross-compiler/bin")];
+        Airlock { path, env, interrupt: self.interrupt.clone() }
+    }
+
+    pub fn fetch_options(&self) -> FetchOptions {
+        use std::io::IsTerminal;
+        FetchOptions {
+            preferred_mirror: self.settings.get("PREFERRED_MIRROR").filter(|s| !s.is_empty()).map(str::to_owned),
+            progress: std::io::stderr().is_terminal(),
+            interrupt: self.interrupt.clone(),
+            ..FetchOptions::default()
+        }
+    }
+
+    /// Run a script file (relative to the project root): a stage when it
+    /// exports `output`, otherwise an action.
+    pub fn run_script(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
+        let ast = self.engine.compile(rel, &ctx_scope_template())?;
+        match literal_const(&ast, "output") {
+            Some(_) => self.ensure_stage(rel).map(|_| ()),
+            None => self.run_action(rel),
+        }
+    }
+
+    fn new_frame(&self, stage: &str, out: Option<Utf8PathBuf>, log_name: &str) -> Arc<Frame> {
+        Arc::new(Frame {
+            stage: stage.to_string(),
+            out,
+            package: None,
+            log: self.logs_dir().join(format!("{log_name}.log")),
+            inputs: Arc::new(Mutex::new(Inputs::default())),
+            unverified: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Execute a script's top level with `ctx` bound.
+    fn exec(self: &Arc<Self>, rel: &Utf8Path, frame: Arc<Frame>) -> Result<(), ScriptError> {
+        let ctx = Ctx { run: self.clone(), frame };
+        let mut scope = rhai::Scope::new();
+        scope.push_constant("ctx", ctx);
+        let ast = self.engine.compile(rel, &scope)?;
+        let result = self.engine.engine.run_ast_with_scope(&mut scope, &ast);
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.take_failure().unwrap_or_else(|| self.engine.eval_error(rel, &e))),
+        }
+    }
+
+    fn run_action(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
+        let name = rel.file_stem().unwrap_or("script").to_string();
+        std::fs::create_dir_all(self.logs_dir()).map_err(|e| ScriptError::Other(format!("cannot create `{}`: {e}", self.logs_dir())))?;
+        let frame = self.new_frame(&name, None, &name);
+        self.exec(rel, frame)
+    }
+
+    /// Bring stage `name` (scripts/<name>.rhai) up to date and return its
+    /// output directory and hash.
+    pub fn stage(self: &Arc<Self>, name: &str) -> Result<(Utf8PathBuf, String), ScriptError> {
+        let rel = Utf8PathBuf::from(format!("scripts/{name}.rhai"));
+        if !self.engine.project.root.join(&rel).is_file() {
+            return Err(ScriptError::Other(format!(
+                "no stage `{name}`: `{rel}` does not exist (stages: {})",
+                self.engine.project.names_in(&self.engine.project.scripts()).join(", ")
+            )));
+        }
+        self.ensure_stage(&rel)
+    }
+
+    fn ensure_stage(self: &Arc<Self>, rel: &Utf8Path) -> Result<(Utf8PathBuf, String), ScriptError> {
+        let ast = self.engine.compile(rel, &ctx_scope_template())?;
+        let name = rel.file_stem().unwrap_or("stage").to_string();
+        let Some(output) = literal_const(&ast, "output") else {
+            return Err(ScriptError::Other(format!(
+                "`{rel}` is not a stage: it exports no `output`, so nothing can depend on it"
+            )));
+        };
+        if output.is_empty() || output.contains('/') || output.starts_with('.') {
+            return Err(ScriptError::Other(format!(
+                "`{rel}`: `output` must be a plain directory name, found `{output}`"
+            )));
+        }
+        if let Some(h) = self.done.lock().unwrap().get(&name) {
+            return Ok((self.arch_dir().join(&output), h.clone()));
+        }
+        {
+            let mut active = self.active.lock().unwrap();
+            if active.contains(&name) {
+                let chain = active.join(" -> ");
+                return Err(ScriptError::Other(format!("stage `{name}` depends on itself: {chain} -> {name}")));
+            }
+            active.push(name.clone());
+        }
+        let result = self.bring_up_to_date(rel, &name, &output);
+        self.active.lock().unwrap().retain(|s| s != &name);
+        let hash = result?;
+        self.done.lock().unwrap().insert(name, hash.clone());
+        Ok((self.arch_dir().join(&output), hash))
+    }
+
+    fn bring_up_to_date(self: &Arc<Self>, rel: &Utf8Path, name: &str, output: &str) -> Result<String, ScriptError> {
+        let dest = self.arch_dir().join(output);
+        if let Some(m) = Manifest::read(&dest) {
+            if self.still_holds(&m.inputs)? {
+                println!("--- {name} ({}): up to date", self.arch());
+                return Ok(m.hash);
+            }
+        }
+        println!("=== {name} ({})", self.arch());
+        let started = Instant::now();
+        let io = |what: &str, p: &Utf8Path, e: std::io::Error| ScriptError::Other(format!("cannot {what} `{p}`: {e}"));
+        std::fs::create_dir_all(self.logs_dir()).map_err(|e| io("create", &self.logs_dir(), e))?;
+        let tmp = self.arch_dir().join(format!(".{output}.part-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(|e| io("create", &tmp, e))?;
+        let frame = self.new_frame(name, Some(tmp.clone()), name);
+        let _ = std::fs::write(&frame.log, "");
+        {
+            let mut inputs = frame.inputs.lock().unwrap();
+            for (f, h) in self.engine.script_closure(rel)? {
+                inputs.files.insert(f.to_string(), h);
+            }
+        }
+        let result = self.exec(rel, frame.clone());
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if self.interrupt.is_set() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(ScriptError::Other("interrupted".into()));
+        }
+        let inputs = frame.inputs.lock().unwrap().clone();
+        let hash = inputs.hash(name, self.arch());
+        let manifest = Manifest {
+            stage: name.to_string(),
+            arch: self.arch().to_string(),
+            hash: hash.clone(),
+            rhbuild: env!("CARGO_PKG_VERSION").to_string(),
+            finished: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            seconds: started.elapsed().as_secs_f64(),
+            unverified: frame.unverified.lock().unwrap().clone(),
+            inputs,
+        };
+        manifest.write(&tmp).map_err(|e| io("write the manifest in", &tmp, e))?;
+        // Replace the old output only now that the new one is complete.
+        if dest.exists() {
+            let old = self.arch_dir().join(format!(".{output}.old-{}", std::process::id()));
+            std::fs::rename(&dest, &old).map_err(|e| io("move aside", &dest, e))?;
+            std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
+        }
+        println!("    {name} ({}) done in {:.1} s", self.arch(), started.elapsed().as_secs_f64());
+        Ok(hash)
+    }
+
+    /// Whether every input a manifest recorded still holds. Upstream stages
+    /// are brought up to date first (they may rebuild).
+    fn still_holds(self: &Arc<Self>, inputs: &Inputs) -> Result<bool, ScriptError> {
+        for (f, h) in &inputs.files {
+            let now = std::fs::read(self.engine.project.root.join(f)).map(|b| crate::checksum::sha256_bytes(&b));
+            if now.ok().as_deref() != Some(h.as_str()) {
+                return Ok(false);
+            }
+        }
+        for (k, v) in &inputs.settings {
+            if self.settings.get(k) != v.as_deref() {
+                return Ok(false);
+            }
+        }
+        for (name, pkg_source) in &inputs.sources {
+            if self.source_identity(name)?.as_deref() != Some(pkg_source.as_str()) {
+                return Ok(false);
+            }
+        }
+        for (tool, path) in &inputs.tools {
+            if resolve_host_tool(tool).map(|p| p.to_string()).as_deref() != Some(path.as_str()) {
+                return Ok(false);
+            }
+        }
+        for (stage, h) in &inputs.stages {
+            let (_, now) = self.stage(stage)?;
+            if &now != h {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// What identifies a package's source without fetching: its first
+    /// origin's checksum, or the override's path, size and mtime.
+    pub fn source_identity(&self, name: &str) -> Result<Option<String>, ScriptError> {
+        if let Some(p) = self.overrides.get(name) {
+            let meta = std::fs::metadata(p).ok();
+            let (size, mtime) = meta
+                .map(|m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.size(), m.mtime())
+                })
+                .unwrap_or((0, 0));
+            return Ok(Some(format!("unverified:{p}:{size}:{mtime}")));
+        }
+        let pkg = self.package(name)?;
+        Ok(Some(format!("{}:{}", pkg.version, pkg.origins.iter().map(|o| o.expected.short()).collect::<Vec<_>>().join(","))))
+    }
+
+    /// Say once, loudly, that a package's source is a local override.
+    pub fn warn_override(&self, name: &str, path: &Utf8Path) {
+        let mut w = self.warned.lock().unwrap();
+        if !w.iter().any(|n| n == name) {
+            eprintln!("warning: `{name}` comes from `{path}` (--source), which nobody verified; the manifest records it as unverified");
+            w.push(name.to_string());
+        }
+    }
+}
+
+/// A scope with `ctx` declared, for compiling scripts under strict variables.
+pub fn ctx_scope_template() -> rhai::Scope<'static> {
+    let mut scope = rhai::Scope::new();
+    scope.push_constant("ctx", ());
+    scope
+}
+
+/// A host program's full path through the host's PATH.
+pub fn resolve_host_tool(name: &str) -> Option<Utf8PathBuf> {
+    if name.contains('/') {
+        let p = Utf8PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Utf8PathBuf::from(dir).join(name);
+        if is_executable(&p) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn is_executable(p: &Utf8Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+/// Copy a tree with `cp -a` (keeps modes, links and times; reflinks where
+/// the filesystem can).
+pub fn copy_tree(from: &Utf8Path, to: &Utf8Path) -> PrimResult<()> {
+    let status = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(from.as_str())
+        .arg(to.as_str())
+        .status()
+        .map_err(|e| format!("cannot run `cp`: {e}"))?;
+    if !status.success() {
+        return Err(format!("copying `{from}` to `{to}` failed ({status})"));
+    }
+    Ok(())
+}
+
+impl Ctx {
+    pub fn arch(&self) -> String {
+        self.run.arch().to_string()
+    }
+
+    fn record_setting(&self, key: &str, value: Option<&str>) {
+        self.frame.inputs.lock().unwrap().settings.insert(key.to_string(), value.map(str::to_owned));
+    }
+
+    /// A setting's value; an error naming the setting when it is unset.
+    pub fn setting(&self, key: &str) -> PrimResult<String> {
+        let v = self.run.settings.get(key);
+        self.record_setting(key, v);
+        v.map(str::to_owned).ok_or_else(|| {
+            format!(
+                "setting `{key}` is not set: define it in `{}`, the environment, or with `--set {key}=VALUE`",
+                self.run.target.file
+            )
+        })
+    }
+
+    pub fn setting_or(&self, key: &str, default: &str) -> String {
+        let v = self.run.settings.get(key);
+        self.record_setting(key, v);
+        v.unwrap_or(default).to_string()
+    }
+
+    /// The stage's output directory (its temporary name while it runs).
+    pub fn out(&self) -> PrimResult<Utf8PathBuf> {
+        self.frame.out.clone().ok_or_else(|| {
+            format!("`{}` is not a stage (it exports no `output`), so it has no `ctx.out`", self.frame.stage)
+        })
+    }
+
+    /// Bring another stage up to date, record it as an input, and return its
+    /// output directory.
+    pub fn stage(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        match self.run.stage(name) {
+            Ok((dir, hash)) => {
+                self.frame.inputs.lock().unwrap().stages.insert(name.to_string(), hash);
+                Ok(dir)
+            }
+            Err(e) => {
+                let msg = format!("stage `{name}` failed");
+                self.run.keep_failure(e);
+                Err(msg)
+            }
+        }
+    }
+
+    /// Record a project file as an input and return its absolute path.
+    pub fn project_file(&self, rel: &str) -> PrimResult<Utf8PathBuf> {
+        let relp = Utf8PathBuf::from(rel);
+        if relp.is_absolute() || rel.split('/').any(|c| c == "..") {
+            return Err(format!("`{rel}` must be a path inside the project, relative to its root"));
+        }
+        let abs = self.run.engine.project.root.join(&relp);
+        let bytes = std::fs::read(&abs).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+        self.frame.inputs.lock().unwrap().files.insert(rel.to_string(), crate::checksum::sha256_bytes(&bytes));
+        Ok(abs)
+    }
+
+    /// Record a file of the target's folder and return its absolute path.
+    pub fn target_file(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        self.project_file(&format!("targets/{}/{name}", self.run.target.name))
+    }
+
+    /// Paths a script may write: inside the build directory only.
+    pub fn writable(&self, path: &str) -> PrimResult<Utf8PathBuf> {
+        let p = crate::project::absolute(Utf8Path::new(path));
+        if !p.starts_with(&self.run.build_dir) {
+            return Err(format!(
+                "`{path}` is outside the build directory `{}`; scripts write only there",
+                self.run.build_dir
+            ));
+        }
+        Ok(p)
+    }
+
+    /// Paths a script may read: the build directory and the project.
+    pub fn readable(&self, path: &str) -> PrimResult<Utf8PathBuf> {
+        let p = crate::project::absolute(Utf8Path::new(path));
+        if p.starts_with(&self.run.build_dir) {
+            return Ok(p);
+        }
+        if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
+            return self.project_file(rel.as_str());
+        }
+        Err(format!("`{path}` is outside the build directory and the project; scripts read only there"))
+    }
+
+    /// The package being built, or an error for a stage-level call.
+    pub fn current_package(&self) -> PrimResult<Package> {
+        self.frame.package.clone().ok_or_else(|| {
+            "this primitive works inside a package's `fn build(ctx)`; call it there, or use `ctx.build(\"NAME\")`".to_string()
+        })
+    }
+
+    /// Run `packages/<name>.rhai`'s `build(ctx)` with its own log.
+    pub fn build(&self, name: &str) -> PrimResult<()> {
+        let pkg = match self.run.package(name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.run.keep_failure(e);
+                return Err(format!("package `{name}` could not be loaded"));
+            }
+        };
+        if !pkg.buildable {
+            return Err(format!("package `{name}` has no `fn build(ctx)` in `{}`", pkg.file));
+        }
+        println!("=== {} ({} {})", name, self.run.arch(), self.frame.stage);
+        let started = Instant::now();
+        {
+            let mut inputs = self.frame.inputs.lock().unwrap();
+            match self.run.engine.script_closure(&pkg.file) {
+                Ok(files) => {
+                    for (f, h) in files {
+                        inputs.files.insert(f.to_string(), h);
+                    }
+                }
+                Err(e) => {
+                    drop(inputs);
+                    self.run.keep_failure(e);
+                    return Err(format!("package `{name}` could not be read"));
+                }
+            }
+        }
+        let log = self.run.logs_dir().join(format!("{name}.log"));
+        let _ = std::fs::create_dir_all(self.run.logs_dir());
+        let _ = std::fs::write(&log, "");
+        let frame = Arc::new(Frame {
+            stage: self.frame.stage.clone(),
+            out: self.frame.out.clone(),
+            package: Some(pkg.clone()),
+            log: log.clone(),
+            inputs: self.frame.inputs.clone(),
+            unverified: self.frame.unverified.clone(),
+        });
+        let child = Ctx { run: self.run.clone(), frame };
+        let engine = &self.run.engine;
+        let ast = match engine.compile(&pkg.file, &rhai::Scope::new()) {
+            Ok(a) => a,
+            Err(e) => {
+                self.run.keep_failure(e);
+                return Err(format!("package `{name}` does not compile"));
+            }
+        };
+        let mut scope = rhai::Scope::new();
+        let r: Result<rhai::Dynamic, _> = engine.engine.call_fn(&mut scope, &ast, "build", (child,));
+        if let Err(e) = r {
+            let err = self.run.take_failure().unwrap_or_else(|| engine.eval_error(&pkg.file, &e));
+            self.run.keep_failure(err);
+            return Err(format!("package `{name}` failed (log: {log})"));
+        }
+        println!("    {name} done in {:.1} s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Fetch and verify packages, `jobs` at a time.
+    pub fn fetch(&self, names: &[String]) -> PrimResult<()> {
+        let mut pkgs = Vec::new();
+        for n in names {
+            match self.run.package(n) {
+                Ok(p) => pkgs.push(p),
+                Err(e) => {
+                    self.run.keep_failure(e);
+                    return Err(format!("package `{n}` could not be loaded"));
+                }
+            }
+        }
+        fetch_packages(&self.run, &pkgs)
+    }
+
+    /// The verified, extracted and patched source tree of the current
+    /// package, shared by every build of it (treat it as read-only: build
+    /// out of tree, or use `ctx.setup()` for a private copy).
+    pub fn source(&self) -> PrimResult<Utf8PathBuf> {
+        let pkg = self.current_package()?;
+        let run = &self.run;
+        if let Some(p) = run.overrides.get(&pkg.name).cloned() {
+            run.warn_override(&pkg.name, &p);
+            self.frame.unverified.lock().unwrap().push(pkg.name.clone());
+            let id = run.source_identity(&pkg.name).map_err(|e| e.to_string())?.unwrap_or_default();
+            self.frame.inputs.lock().unwrap().sources.insert(pkg.name.clone(), id.clone());
+            if p.is_dir() {
+                return Ok(p);
+            }
+            let key = crate::checksum::sha256_bytes(id.as_bytes());
+            return self.unpacked(&pkg, &p, &key);
+        }
+        let fetched = fetch_packages(run, std::slice::from_ref(&pkg)).and_then(|_| {
+            run.cache.cached(&pkg.spec()).ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
+        })?;
+        let origin = &pkg.origins[fetched.origin];
+        let id = format!("{}:{}", pkg.version, pkg.origins.iter().map(|o| o.expected.short()).collect::<Vec<_>>().join(","));
+        self.frame.inputs.lock().unwrap().sources.insert(pkg.name.clone(), id);
+        let key_text = format!("{}:{:?}", fetched.path.file_name().unwrap_or(""), origin.expected);
+        self.unpacked(&pkg, &fetched.path, &crate::checksum::sha256_bytes(key_text.as_bytes()))
+    }
+
+    /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
+    /// where the key covers the tarball and the patch set.
+    fn unpacked(&self, pkg: &Package, archive: &Utf8Path, key: &str) -> PrimResult<Utf8PathBuf> {
+        let root = &self.run.engine.project.root;
+        let mut patches = crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
+        if let Some(user) = self.run.settings.get("MY_PATCH_DIR").filter(|s| !s.is_empty()) {
+            self.record_setting("MY_PATCH_DIR", Some(user));
+            patches.extend(
+                crate::patch::list_patches(&Utf8PathBuf::from(user).join(&pkg.name)).map_err(|e| e.to_string())?,
+            );
+        }
+        let mut key_text = key.to_string();
+        for p in &patches {
+            let bytes = std::fs::read(p).map_err(|e| format!("cannot read patch `{p}`: {e}"))?;
+            let h = crate::checksum::sha256_bytes(&bytes);
+            key_text.push_str(&h);
+            if let Ok(rel) = p.strip_prefix(root) {
+                self.frame.inputs.lock().unwrap().files.insert(rel.to_string(), h);
+            } else {
+                self.frame.inputs.lock().unwrap().files.insert(p.to_string(), h);
+            }
+        }
+        let key = crate::checksum::sha256_bytes(key_text.as_bytes());
+        let dest = self.run.build_dir.join("src").join(format!("{}-{}-{}", pkg.name, pkg.version, &key[..12]));
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let parent = self.run.build_dir.join("src");
+        std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{parent}`: {e}"))?;
+        let tmp = parent.join(format!(".{}-{}.part-{}", pkg.name, &key[..12], std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create `{tmp}`: {e}"))?;
+        let tree = tmp.join("tree");
+        let result = crate::extract::extract(archive, &tree)
+            .map_err(|e| format!("{e}"))
+            .and_then(|_| crate::patch::apply_patches(&tree, &patches, &self.frame.log).map_err(|e| format!("{e}")))
+            .and_then(|_| std::fs::rename(&tree, &dest).map_err(|e| format!("cannot rename `{tree}` to `{dest}`: {e}")));
+        let _ = std::fs::remove_dir_all(&tmp);
+        result.map(|_| dest)
+    }
+
+    /// A fresh private copy of the current package's source, under
+    /// `build/<arch>/work/<package>`.
+    pub fn setup(&self) -> PrimResult<Utf8PathBuf> {
+        let src = self.source()?;
+        let pkg = self.current_package()?;
+        let work = self.run.arch_dir().join("work").join(&pkg.name);
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| format!("cannot remove `{work}`: {e}"))?;
+        }
+        std::fs::create_dir_all(work.parent().unwrap()).map_err(|e| format!("cannot create `{work}`: {e}"))?;
+        copy_tree(&src, &work)?;
+        Ok(work)
+    }
+
+    /// A fresh empty directory `build/<arch>/work/<name>`.
+    pub fn work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+            return Err(format!("work directory name `{name}` must be a plain name"));
+        }
+        let work = self.run.arch_dir().join("work").join(name);
+        if work.exists() {
+            std::fs::remove_dir_all(&work).map_err(|e| format!("cannot remove `{work}`: {e}"))?;
+        }
+        std::fs::create_dir_all(&work).map_err(|e| format!("cannot create `{work}`: {e}"))?;
+        Ok(work)
+    }
+
+    /// Run a command in the airlock, in `cwd`, logging to this frame's log.
+    pub fn run_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<()> {
+        let cmd = self.command(cwd, argv, env)?;
+        self.run.airlock(BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
+    }
+
+    /// Run a command in the airlock and return its standard output.
+    pub fn output_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<String> {
+        let cmd = self.command(cwd, argv, env)?;
+        self.run.airlock(BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
+    }
+
+    fn command(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<airlock::Command> {
+        if argv.is_empty() {
+            return Err("empty command: give the program and its arguments as an array".into());
+        }
+        if self.run.interrupt.is_set() {
+            return Err("interrupted".into());
+        }
+        let mut env = env;
+        env.entry("HOME".into()).or_insert_with(|| self.run.arch_dir().join("work").to_string());
+        env.entry("TMPDIR".into()).or_insert_with(|| self.run.arch_dir().join("tmp").to_string());
+        let _ = std::fs::create_dir_all(self.run.arch_dir().join("tmp"));
+        Ok(airlock::Command {
+            argv,
+            cwd: cwd.to_owned(),
+            env,
+            log: self.frame.log.clone(),
+            package: self.frame.package.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| self.frame.stage.clone()),
+        })
+    }
+
+    /// Fill `<out>/bin` with links to host programs. Names may end in `*`
+    /// to take every program with that prefix (`sh4-linux-gnu-*`). Every
+    /// resolved tool is recorded, so a changed host compiler rebuilds.
+    pub fn host_tools(&self, names: &[String], optional: &[String]) -> PrimResult<Vec<String>> {
+        let out = self.out()?;
+        let mut tools: Vec<String> = Vec::new();
+        let mut missing: Vec<String> = Vec::new();
+        let mut optional_missing: Vec<String> = Vec::new();
+        let host_path = std::env::var("PATH").unwrap_or_default();
+        for (list, is_optional) in [(names, false), (optional, true)] {
+            for n in list {
+                if let Some(prefix) = n.strip_suffix('*') {
+                    let found = glob_host(prefix, &host_path);
+                    if found.is_empty() {
+                        if is_optional { optional_missing.push(n.clone()) } else { missing.push(n.clone()) }
+                    }
+                    tools.extend(found.into_iter().map(|(name, p)| format!("{name}={p}")));
+                } else {
+                    let (name, path) = match n.split_once('=') {
+                        Some((a, b)) => (a.to_string(), Some(Utf8PathBuf::from(b))),
+                        None => (n.clone(), resolve_host_tool(n)),
+                    };
+                    match path {
+                        Some(p) => tools.push(format!("{name}={p}")),
+                        None if is_optional => optional_missing.push(n.clone()),
+                        None => missing.push(n.clone()),
+                    }
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(format!(
+                "host programs not found: {}; install them (see README.md for the Debian packages) and run again",
+                missing.join(", ")
+            ));
+        }
+        {
+            let mut inputs = self.frame.inputs.lock().unwrap();
+            for t in &tools {
+                if let Some((name, p)) = t.split_once('=') {
+                    if !name.contains('*') {
+                        inputs.tools.insert(p.to_string(), p.to_string());
+                    }
+                }
+            }
+        }
+        let bin = out.join("bin");
+        let left = airlock::populate_host_bin(&bin, &tools, &host_path).map_err(|e| format!("cannot fill `{bin}`: {e}"))?;
+        optional_missing.extend(left);
+        Ok(optional_missing)
+    }
+}
+
+/// Host programs whose names start with `prefix`, first PATH entry wins.
+fn glob_host(prefix: &str, host_path: &str) -> Vec<(String, Utf8PathBuf)> {
+    let mut found: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
+    for dir in host_path.split(':').filter(|d| !d.is_empty()) {
+        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(name) = e.file_name().into_string() else { continue };
+            let p = Utf8PathBuf::from(dir).join(&name);
+            if name.starts_with(prefix) && is_executable(&p) {
+                found.entry(name).or_insert(p);
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Fetch packages in parallel, at most `jobs` (and at most 4) at a time.
+/// Overridden packages are not fetched; they are logged as unverified.
+pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
+    let todo: Vec<&Package> = pkgs
+        .iter()
+        .filter(|p| match run.overrides.get(&p.name) {
+            Some(path) => {
+                run.warn_override(&p.name, path);
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let next = Mutex::new(todo.into_iter());
+    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let opts = run.fetch_options();
+    let workers = run.jobs.clamp(1, 4);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let Some(p) = next.lock().unwrap().next() else { break };
+                    if run.cache.cached(&p.spec()).is_some() {
+                        continue;
+                    }
+                    let mut say = |line: &str| println!("    {}: {line}", p.name);
+                    match run.cache.fetch(&p.spec(), &opts, &mut say) {
+                        Ok(f) => println!("    {}: {} ({})", p.name, f.path.file_name().unwrap_or(""), f.from),
+                        Err(e) => errors.lock().unwrap().push(format!("{e}")),
+                    }
+                }
+            });
+        }
+    });
+    let errors = errors.into_inner().unwrap();
+    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+}

@@ -1,1 +1,143 @@
-//! TODO
+//! Targets: one folder per architecture under `targets/`, holding
+//! `target.rhai` (exported constants: the target's settings) and
+//! `linux.config` (the board's kernel miniconfig). Nothing in `src/` names an
+//! architecture; everything specific lives in those files.
+
+use crate::diag::ScriptDiagnostic;
+use crate::engine::{ScriptEngine, ScriptError, exported_consts};
+use camino::{Utf8Path, Utf8PathBuf};
+use rhai::Dynamic;
+use std::collections::BTreeMap;
+
+/// Settings every target must define, and what each is for.
+pub const REQUIRED: &[(&str, &str)] = &[
+    ("DESCRIPTION", "one line saying what CPU and board this is"),
+    ("KARCH", "the kernel's ARCH= name, for example \"sh\""),
+    ("KERNEL_IMAGE", "the kernel image's path in the kernel build, for example \"arch/sh/boot/zImage\""),
+    ("CROSS_COMPILE", "the default external cross compiler's prefix, for example \"sh4-linux-gnu-\""),
+    ("CROSS_PACKAGE", "the Debian package that provides that compiler, for example \"gcc-sh4-linux-gnu\""),
+    ("QEMU", "the system emulator, for example \"qemu-system-sh4\""),
+    ("QEMU_PACKAGE", "the Debian package that provides it, for example \"qemu-system-misc\""),
+    ("QEMU_MACHINE", "QEMU's board and serial options, for example \"-M r2d -serial null -serial mon:stdio\""),
+    ("QEMU_USER", "the user-mode emulator for the toolchain sanity check, for example \"qemu-sh4-static\""),
+    ("CONSOLE", "the kernel's serial console device, for example \"ttySC1\""),
+];
+
+/// A loaded target.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub name: String,
+    /// `targets/<name>`, absolute.
+    pub dir: Utf8PathBuf,
+    /// `targets/<name>/target.rhai`, relative to the project root.
+    pub file: Utf8PathBuf,
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A setting's value as text: strings as they are, numbers and booleans
+/// printed, arrays joined with spaces.
+pub fn setting_text(v: &Dynamic) -> Option<String> {
+    if let Some(s) = v.clone().try_cast::<rhai::ImmutableString>() {
+        return Some(s.to_string());
+    }
+    if let Some(a) = v.clone().try_cast::<rhai::Array>() {
+        let parts: Option<Vec<String>> = a.iter().map(setting_text).collect();
+        return parts.map(|p| p.join(" "));
+    }
+    if v.is_int() || v.is_bool() || v.is_float() || v.is_char() {
+        return Some(v.to_string());
+    }
+    None
+}
+
+/// Load `targets/<name>/target.rhai` and check it (every required setting
+/// present, every value a string, number, boolean or array of them, a
+/// `linux.config` beside it).
+pub fn load(engine: &ScriptEngine, name: &str) -> Result<Target, ScriptError> {
+    let rel = Utf8PathBuf::from(format!("targets/{name}/target.rhai"));
+    if !engine.project.root.join(&rel).is_file() {
+        let known = engine.project.target_names().join(", ");
+        return Err(ScriptError::Other(format!(
+            "no target `{name}`: `{rel}` does not exist (targets: {known}); add a folder with a target.rhai to make one"
+        )));
+    }
+    if let Some(d) = validate(engine, &rel).into_iter().next() {
+        return Err(ScriptError::Diagnostic(Box::new(d)));
+    }
+    let (_, module) = engine.load_module(&rel)?;
+    let settings = module
+        .iter_var()
+        .filter_map(|(k, v)| setting_text(v).map(|t| (k.to_string(), t)))
+        .collect();
+    Ok(Target {
+        name: name.to_string(),
+        dir: engine.project.targets().join(name),
+        file: rel,
+        settings,
+    })
+}
+
+/// Every problem with a target file, as diagnostics (empty when it is fine).
+pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
+    let text = match engine.read(rel) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![ScriptDiagnostic::at(rel, "", 1, 1, format!("cannot read `{rel}`: {e}"), "", None)];
+        }
+    };
+    let ast = match engine.compile(rel, &rhai::Scope::new()) {
+        Ok(a) => a,
+        Err(ScriptError::Diagnostic(d)) => return vec![*d],
+        Err(e) => return vec![ScriptDiagnostic::at(rel, &text, 1, 1, e.to_string(), "", None)],
+    };
+    let consts = exported_consts(&ast);
+    let mut out = Vec::new();
+    for (field, what) in REQUIRED {
+        if !consts.iter().any(|c| c.name == *field) {
+            out.push(ScriptDiagnostic::at(
+                rel,
+                &text,
+                1,
+                1,
+                format!("target `{rel}` lacks the required setting `{field}`"),
+                "in this file",
+                Some(format!("add `export const {field} = ...;`: {what}")),
+            ));
+        }
+    }
+    for c in &consts {
+        let ok = matches!(
+            c.expr,
+            rhai::Expr::StringConstant(..)
+                | rhai::Expr::IntegerConstant(..)
+                | rhai::Expr::BoolConstant(..)
+                | rhai::Expr::Array(..)
+                | rhai::Expr::InterpolatedString(..)
+                | rhai::Expr::DynamicConstant(..)
+        );
+        if !ok || !c.name.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_') {
+            out.push(ScriptDiagnostic::at(
+                rel,
+                &text,
+                c.pos.line().unwrap_or(1),
+                c.pos.position().unwrap_or(1),
+                format!("target setting `{}` must be an UPPER_CASE name with a string, number, boolean or array value", c.name),
+                "this setting",
+                Some("target files hold settings only; logic belongs in scripts/ or stdlib/".into()),
+            ));
+        }
+    }
+    let dir = engine.project.root.join(rel).parent().map(|p| p.to_owned()).unwrap_or_default();
+    if !dir.join("linux.config").is_file() {
+        out.push(ScriptDiagnostic::at(
+            rel,
+            &text,
+            1,
+            1,
+            format!("target folder `{}` has no `linux.config`", engine.project.relative(&dir)),
+            "target defined here",
+            Some("add the board's kernel miniconfig (CONFIG_X=y lines) beside target.rhai".into()),
+        ));
+    }
+    out
+}

@@ -1,1 +1,88 @@
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::SUCCESS }
+//! The command line: one file per subcommand, each with `cli()` (its
+//! arguments) and `exec()` (running it over the library).
+
+mod check;
+mod fetch;
+mod list;
+mod miniconfig;
+mod run;
+
+use crate::engine::ScriptEngine;
+use crate::project::Project;
+use camino::Utf8PathBuf;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "rhbuild",
+    version,
+    about = "Build Linux systems for foreign CPUs from pinned sources, and boot them under QEMU",
+    after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild check\n  rhbuild list targets\n  rhbuild fetch --arch sh4 busybox"
+)]
+struct Cli {
+    /// The project checkout (default: the nearest directory at or above the
+    /// current one holding scripts/, packages/ and targets/).
+    #[arg(long, global = true, value_name = "DIR")]
+    project: Option<Utf8PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Run(run::Args),
+    Check(check::Args),
+    List(list::Args),
+    Fetch(fetch::Args),
+    Miniconfig(miniconfig::Args),
+}
+
+/// Entry point of the `rhbuild` binary. When invoked under a compiler name
+/// (through a link in a toolchain's `bin/`), it acts as the compiler wrapper.
+pub fn main() -> ExitCode {
+    if let Some(code) = crate::ccwrap::dispatch() {
+        return code;
+    }
+    let cli = Cli::parse();
+    let start = cli.project.clone().unwrap_or_else(|| Utf8PathBuf::from("."));
+    let project = match Project::find(&start) {
+        Ok(p) => p,
+        Err(e) => return report(&e),
+    };
+    let engine = ScriptEngine::new(project);
+    let result = match cli.command {
+        Command::Run(a) => run::exec(engine, a),
+        Command::Check(a) => check::exec(engine, a),
+        Command::List(a) => list::exec(engine, a),
+        Command::Fetch(a) => fetch::exec(engine, a),
+        Command::Miniconfig(a) => miniconfig::exec(engine, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => report(e.as_ref()),
+    }
+}
+
+/// Print a diagnostic to stderr and return failure.
+pub fn report(e: &dyn miette::Diagnostic) -> ExitCode {
+    eprint!("{}", crate::diag::render(e));
+    ExitCode::FAILURE
+}
+
+/// Errors subcommands return.
+pub type CliResult = Result<ExitCode, Box<dyn miette::Diagnostic + Send + Sync>>;
+
+/// A plain message as a diagnostic.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("{0}")]
+pub struct Message(pub String);
+
+pub fn msg(s: impl Into<String>) -> Box<dyn miette::Diagnostic + Send + Sync> {
+    Box::new(Message(s.into()))
+}
+
+/// The default job count: the machine's cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}

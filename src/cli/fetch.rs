@@ -1,0 +1,77 @@
+//! `rhbuild fetch [PACKAGE...]`: download and verify only.
+
+use super::{CliResult, msg};
+use crate::engine::ScriptEngine;
+use crate::fetch::SourceCache;
+use camino::Utf8PathBuf;
+use std::process::ExitCode;
+
+/// Download and verify packages into build/cache/ (all packages when none
+/// are named). Cached files are re-verified; nothing is extracted.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  rhbuild fetch\n  rhbuild fetch busybox musl\n  PREFERRED_MIRROR=http://127.0.0.1:8000 rhbuild fetch")]
+pub struct Args {
+    /// Packages to fetch (default: every package in packages/).
+    packages: Vec<String>,
+    /// The target (fetching does not depend on it; accepted for symmetry with run).
+    #[arg(long, short, env = "ARCH", default_value = "sh4")]
+    arch: String,
+    /// Parallel downloads (at most 4).
+    #[arg(short = 'j', long)]
+    jobs: Option<usize>,
+    #[arg(long, default_value = "build", value_name = "DIR")]
+    build_dir: Utf8PathBuf,
+}
+
+pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
+    use std::io::IsTerminal;
+    let names = if args.packages.is_empty() {
+        engine.project.names_in(&engine.project.packages())
+    } else {
+        args.packages.clone()
+    };
+    let mut pkgs = Vec::new();
+    for n in &names {
+        pkgs.push(crate::package::load(&engine, n).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?);
+    }
+    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
+    let cache = SourceCache::new(build_dir.join("cache"));
+    let interrupt = crate::interrupt::Interrupt::from_signals().map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
+    let opts = crate::fetch::FetchOptions {
+        preferred_mirror: std::env::var("PREFERRED_MIRROR").ok().filter(|s| !s.is_empty()),
+        progress: std::io::stderr().is_terminal(),
+        interrupt,
+        ..Default::default()
+    };
+    let jobs = args.jobs.unwrap_or_else(super::default_jobs).clamp(1, 4);
+    let next = std::sync::Mutex::new(pkgs.iter());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                loop {
+                    let Some(p) = next.lock().unwrap().next() else { break };
+                    if let Some(f) = cache.cached(&p.spec()) {
+                        println!("{:<12} {} (cached)", p.name, f.path.file_name().unwrap_or(""));
+                        continue;
+                    }
+                    let mut say = |l: &str| println!("{:<12} {l}", p.name);
+                    match cache.fetch(&p.spec(), &opts, &mut say) {
+                        Ok(f) => println!("{:<12} {} ({})", p.name, f.path.file_name().unwrap_or(""), f.from),
+                        Err(e) => failures.lock().unwrap().push((p.name.clone(), e)),
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    for (_, e) in &failures {
+        super::report(e);
+    }
+    if failures.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+        Err(msg(format!("could not fetch: {}", names.join(", "))))
+    }
+}

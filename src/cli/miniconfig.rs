@@ -1,0 +1,57 @@
+//! `rhbuild miniconfig ARCH FULL.config`: shrink a full .config to a miniconfig.
+
+use super::{CliResult, msg};
+use crate::engine::ScriptEngine;
+use camino::Utf8PathBuf;
+use std::process::ExitCode;
+
+/// Shrink a full kernel `.config` (say, one tuned with menuconfig) to the
+/// smallest miniconfig that `make allnoconfig KCONFIG_ALLCONFIG=` expands
+/// back to the same `.config`, so the board file stays readable.
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  rhbuild miniconfig sh4 build/sh4/linux-kernel/config --source linux=/usr/src/linux-source-6.1.tar.xz > targets/sh4/linux.config")]
+pub struct Args {
+    /// The target whose kernel settings (KARCH, CROSS_COMPILE) to use.
+    arch: String,
+    /// The full .config to shrink.
+    config: Utf8PathBuf,
+    /// Where to write the miniconfig (default: standard output).
+    #[arg(long, short)]
+    output: Option<Utf8PathBuf>,
+    /// The kernel source (a tarball or directory; default: the `linux` package's verified source).
+    #[arg(long = "source", value_name = "NAME=PATH")]
+    source: Vec<String>,
+    #[arg(long, default_value = "build", value_name = "DIR")]
+    build_dir: Utf8PathBuf,
+}
+
+pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
+    let rel = Utf8PathBuf::from("scripts/miniconfig.rhai");
+    if !engine.project.root.join(&rel).is_file() {
+        return Err(msg(format!("`{rel}` is missing: it holds the steps this command runs")));
+    }
+    let config = crate::project::absolute(&args.config);
+    if !config.is_file() {
+        return Err(msg(format!("no file `{}`", args.config)));
+    }
+    let out = args.output.as_ref().map(|o| crate::project::absolute(o));
+    let mut set = vec![format!("MINICONFIG_INPUT={config}")];
+    if let Some(o) = &out {
+        set.push(format!("MINICONFIG_OUTPUT={o}"));
+    }
+    let cli_settings = crate::settings::Settings::parse_pairs(&set).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    let overrides = super::run::parse_sources(&args.source).map_err(msg)?;
+    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
+    let cfg = crate::stage::RunConfig {
+        arch: args.arch.clone(),
+        build_dir,
+        jobs: super::default_jobs(),
+        cli_settings,
+        env: crate::stage::Run::environment(),
+        overrides,
+    };
+    let interrupt = crate::interrupt::Interrupt::from_signals().map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
+    let run = crate::stage::Run::new(engine, cfg, interrupt).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    run.run_script(&rel).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    Ok(ExitCode::SUCCESS)
+}
