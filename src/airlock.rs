@@ -104,7 +104,9 @@ pub enum RunError {
         tail: String,
     },
 
-    #[error("`{command}` for package `{package}` was interrupted; its process group was killed (log: {log})")]
+    #[error(
+        "`{command}` for package `{package}` was interrupted; its process group was killed (log: {log})"
+    )]
     Interrupted {
         package: String,
         command: String,
