@@ -231,3 +231,19 @@ fn interactive_returns_qemu_status() {
     };
     assert!(!qemu::interactive(&spec).unwrap().success());
 }
+
+#[test]
+fn qemu_stderr_reaches_the_log_and_the_error() {
+    let dir = scratch();
+    let mut spec = monitor_spec(&dir.root);
+    spec.args[1] = "no-such-board".to_string();
+    let mut console = QemuConsole::spawn(&spec, Interrupt::new()).unwrap();
+    let err = console.expect(PROMPT, LONG).unwrap_err();
+    let QemuError::Exited { status, tail, .. } = &err else {
+        panic!("expected Exited, got {err:?}");
+    };
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(tail.contains("unsupported machine type"), "{err}");
+    let log = std::fs::read_to_string(&spec.console_log).unwrap();
+    assert!(log.contains("unsupported machine type"), "log: {log}");
+}
