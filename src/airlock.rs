@@ -1,16 +1,561 @@
-//! STUB (replaced on merge)
-use crate::interrupt::Interrupt;
+//! The airlock: every build command runs with a cleared environment and a
+//! `PATH` that holds only the airlock's directories (`build/<arch>/host/bin`,
+//! filled with symlinks to an allow-list of host tools, and the cross
+//! compiler's directory). A program the host has but the list lacks cannot be
+//! found, by the airlock itself or by anything the command starts.
+//!
+//! Invariants:
+//! - the child sees exactly `PATH`, `LANG=C`, `LC_ALL=C`, `HOME` and the
+//!   variables the caller names; nothing of the host's environment;
+//! - stdin is `/dev/null`; stdout and stderr go to the package's log (which is
+//!   only ever appended to), each command preceded by a `$ command` header;
+//! - the child runs in a process group of its own; when it exits, or when the
+//!   interrupt flag is set, nothing it started is left running.
+
+use crate::interrupt::{self, Interrupt};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
-#[derive(Clone, Debug)]
-pub struct Airlock { pub path: Vec<Utf8PathBuf>, pub env: BTreeMap<String, String>, pub interrupt: Interrupt }
-#[derive(Clone, Debug)]
-pub struct Command { pub argv: Vec<String>, pub cwd: Utf8PathBuf, pub env: BTreeMap<String, String>, pub log: Utf8PathBuf, pub package: String }
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("airlock stub")]
-pub struct RunError;
-impl Airlock {
-    pub fn run(&self, _cmd: &Command) -> Result<(), RunError> { Err(RunError) }
-    pub fn output(&self, _cmd: &Command) -> Result<String, RunError> { Err(RunError) }
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// How often a waiting airlock looks at the interrupt flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// How many lines of the log a failure shows.
+pub const TAIL_LINES: usize = 20;
+
+/// A sealed environment for build commands.
+#[derive(Clone, Debug, Default)]
+pub struct Airlock {
+    /// The only directories searched for programs, in order: `PATH` inside
+    /// the airlock is exactly these, joined with `:`.
+    pub path: Vec<Utf8PathBuf>,
+    /// Variables every command gets (the target's `CC`, `CROSS_COMPILE`, ...).
+    /// `HOME` and `TMPDIR` may be given here too: without `HOME`, a command's
+    /// `HOME` is its working directory, so nothing reads the user's dotfiles;
+    /// without `TMPDIR`, tools use their default (`/tmp`).
+    pub env: BTreeMap<String, String>,
+    /// Checked while a command runs; when set, the command's whole process
+    /// group is killed.
+    pub interrupt: Interrupt,
 }
-pub fn populate_host_bin(_bin: &Utf8Path, _tools: &[String], _host_path: &str) -> std::io::Result<Vec<String>> { Ok(vec![]) }
+
+/// One command to run in the airlock.
+#[derive(Clone, Debug, Default)]
+pub struct Command {
+    /// Program and arguments. A program without a `/` is looked up only in
+    /// the airlock's `path`; one with a `/` is taken relative to `cwd`.
+    pub argv: Vec<String>,
+    /// Working directory.
+    pub cwd: Utf8PathBuf,
+    /// Variables for this command only, applied after the airlock's.
+    pub env: BTreeMap<String, String>,
+    /// The log the command's output is appended to (created with its parent
+    /// directories if missing).
+    pub log: Utf8PathBuf,
+    /// The package the command builds, for messages.
+    pub package: String,
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "`{program}` not found for package `{package}`: it is not on the host-tools allow-list or not installed (searched {searched}); add it to the allow-list or build it as a host tool"
+    )]
+    NotFound {
+        program: String,
+        package: String,
+        searched: String,
+    },
+
+    #[error("package `{package}` gave an empty command; expected at least a program name")]
+    EmptyCommand { package: String },
+
+    #[error("could not start `{command}` for package `{package}` in {cwd}: {source}")]
+    Spawn {
+        package: String,
+        command: String,
+        cwd: Utf8PathBuf,
+        source: io::Error,
+    },
+
+    #[error("could not write the log {log} for package `{package}`: {source}")]
+    Log {
+        package: String,
+        log: Utf8PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "`{command}` failed for package `{package}`: expected exit status 0, got {}; full log: {log}{}",
+        describe_status(status),
+        render_tail(tail)
+    )]
+    Failed {
+        package: String,
+        command: String,
+        status: ExitStatus,
+        log: Utf8PathBuf,
+        tail: String,
+    },
+
+    #[error(
+        "`{command}` for package `{package}` was interrupted; its process group was killed (log: {log})"
+    )]
+    Interrupted {
+        package: String,
+        command: String,
+        log: Utf8PathBuf,
+    },
+}
+
+fn render_tail(tail: &str) -> String {
+    if tail.is_empty() {
+        " (empty)".to_string()
+    } else {
+        let mut out = String::from(", which ends:");
+        for line in tail.lines() {
+            out.push_str("\n    ");
+            out.push_str(line);
+        }
+        out
+    }
+}
+
+/// "exit status 2" or "signal 9 (killed)".
+pub fn describe_status(status: &ExitStatus) -> String {
+    if let Some(code) = status.code() {
+        format!("exit status {code}")
+    } else if let Some(sig) = status.signal() {
+        format!("signal {sig}")
+    } else {
+        status.to_string()
+    }
+}
+
+/// Quote one word for a POSIX shell, leaving plain words untouched.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A command line as a shell would accept it.
+pub fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn is_executable_file(path: &Utf8Path) -> bool {
+    fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Where stdout goes.
+enum Capture {
+    Log,
+    Pipe,
+}
+
+impl Airlock {
+    /// Run `cmd` to completion. Succeeds only on exit status 0.
+    pub fn run(&self, cmd: &Command) -> Result<(), RunError> {
+        self.execute(cmd, Capture::Log).map(|_| ())
+    }
+
+    /// Run `cmd` and return its stdout (lossily decoded as UTF-8); stderr goes
+    /// to the log. For probes such as `gcc -print-file-name=libc.a`.
+    pub fn output(&self, cmd: &Command) -> Result<String, RunError> {
+        self.execute(cmd, Capture::Pipe)
+    }
+
+    /// The `PATH` value inside the airlock.
+    pub fn path_var(&self) -> String {
+        self.path
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
+    /// Resolve a program name the way the airlock does: a name with a `/` is
+    /// taken relative to `cwd`; a bare name is searched only in `self.path`.
+    pub fn resolve(&self, program: &str, cwd: &Utf8Path) -> Option<Utf8PathBuf> {
+        if program.contains('/') {
+            Some(cwd.join(program))
+        } else {
+            self.path
+                .iter()
+                .map(|dir| dir.join(program))
+                .find(|p| is_executable_file(p))
+        }
+    }
+
+    /// The complete environment a command gets.
+    pub fn environment(&self, cmd: &Command) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        env.insert("PATH".to_string(), self.path_var());
+        env.insert("LANG".to_string(), "C".to_string());
+        env.insert("LC_ALL".to_string(), "C".to_string());
+        env.insert("HOME".to_string(), cmd.cwd.to_string());
+        env.extend(self.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(cmd.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env
+    }
+
+    fn execute(&self, cmd: &Command, capture: Capture) -> Result<String, RunError> {
+        let package = cmd.package.clone();
+        let command = shell_join(&cmd.argv);
+        let program = cmd.argv.first().ok_or_else(|| RunError::EmptyCommand {
+            package: package.clone(),
+        })?;
+        let resolved = self
+            .resolve(program, &cmd.cwd)
+            .ok_or_else(|| RunError::NotFound {
+                program: program.clone(),
+                package: package.clone(),
+                searched: if self.path.is_empty() {
+                    "an empty PATH".to_string()
+                } else {
+                    self.path_var()
+                },
+            })?;
+
+        let log_error = |source| RunError::Log {
+            package: package.clone(),
+            log: cmd.log.clone(),
+            source,
+        };
+        let mut log = open_log(&cmd.log).map_err(log_error)?;
+        writeln!(log, "$ {command}    # in {}", cmd.cwd).map_err(log_error)?;
+
+        let mut child_cmd = std::process::Command::new(resolved.as_std_path());
+        child_cmd
+            .arg0(program)
+            .args(&cmd.argv[1..])
+            .current_dir(&cmd.cwd)
+            .env_clear()
+            .envs(self.environment(cmd))
+            .stdin(Stdio::null())
+            .stderr(log.try_clone().map_err(log_error)?)
+            .process_group(0);
+        match capture {
+            Capture::Log => child_cmd.stdout(log.try_clone().map_err(log_error)?),
+            Capture::Pipe => child_cmd.stdout(Stdio::piped()),
+        };
+        let mut child = child_cmd.spawn().map_err(|source| RunError::Spawn {
+            package: package.clone(),
+            command: command.clone(),
+            cwd: cmd.cwd.clone(),
+            source,
+        })?;
+        drop(child_cmd);
+
+        let reader = child.stdout.take().map(|mut out| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = out.read_to_end(&mut buf);
+                buf
+            })
+        });
+
+        let outcome = wait_group(&mut child, &self.interrupt);
+        let captured = reader
+            .map(|r| r.join().unwrap_or_default())
+            .unwrap_or_default();
+        match outcome {
+            Ok(status) if status.success() => Ok(String::from_utf8_lossy(&captured).into_owned()),
+            Ok(status) => Err(RunError::Failed {
+                package,
+                command,
+                status,
+                log: cmd.log.clone(),
+                tail: tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default(),
+            }),
+            Err(Waited::Interrupted) => {
+                let _ = writeln!(log, "*** interrupted: process group killed");
+                Err(RunError::Interrupted {
+                    package,
+                    command,
+                    log: cmd.log.clone(),
+                })
+            }
+            Err(Waited::Io(source)) => Err(RunError::Spawn {
+                package,
+                command,
+                cwd: cmd.cwd.clone(),
+                source,
+            }),
+        }
+    }
+}
+
+fn open_log(path: &Utf8Path) -> io::Result<File> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
+        fs::create_dir_all(parent)?;
+    }
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+enum Waited {
+    Interrupted,
+    Io(io::Error),
+}
+
+/// True when `pid` has exited but is not reaped yet (so its pid, and the
+/// process group id it leads, cannot be reused while we act on them).
+fn exited_unreaped(pid: u32) -> io::Result<bool> {
+    // SAFETY: waitid writes only into `info`, which we own; WNOWAIT leaves the
+    // child waitable for std's wait().
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(info.si_pid() != 0)
+    }
+}
+
+/// Wait for a child that leads its own process group, polling `interrupt`.
+/// Whatever way it ends, the rest of its group is killed before the leader is
+/// reaped, so no stray process keeps running or holds a pipe open.
+fn wait_group(child: &mut Child, interrupt: &Interrupt) -> Result<ExitStatus, Waited> {
+    let pid = child.id();
+    loop {
+        if interrupt.is_set() {
+            interrupt::kill_group(pid);
+            let _ = child.wait();
+            return Err(Waited::Interrupted);
+        }
+        match exited_unreaped(pid) {
+            Ok(true) => {
+                // SAFETY: kill(2) on the group the unreaped leader still owns.
+                unsafe {
+                    libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+                }
+                return child.wait().map_err(Waited::Io);
+            }
+            Ok(false) => std::thread::sleep(POLL),
+            Err(e) => return Err(Waited::Io(e)),
+        }
+    }
+}
+
+/// The last `lines` lines of a text file (read from its end, so a huge log
+/// costs little).
+pub fn tail_of_file(path: &Utf8Path, lines: usize) -> io::Result<String> {
+    const WINDOW: u64 = 64 * 1024;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(WINDOW);
+    file.seek(SeekFrom::Start(start))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(last_lines(&text, lines))
+}
+
+/// The last `n` lines of `text`, without a trailing newline.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(n)..].join("\n")
+}
+
+/// Fill `bin` with symlinks to host programs, for use as an airlock `path`
+/// entry.
+///
+/// Each entry of `tools` is either `name` (resolved in `host_path`, the host's
+/// `PATH`, to the first executable file of that name) or `name=/abs/path`
+/// (linked under `name` whatever the target is called). The directory is
+/// built as `bin` + `.part` and then swapped into place, replacing an older
+/// `bin`, so a half-filled `bin` is never visible.
+///
+/// Returns the names that could not be found (the caller decides whether that
+/// is fatal). A malformed or repeated entry is an `InvalidInput` error.
+pub fn populate_host_bin(
+    bin: &Utf8Path,
+    tools: &[String],
+    host_path: &str,
+) -> io::Result<Vec<String>> {
+    let part = Utf8PathBuf::from(format!("{bin}.part"));
+    let own = [bin.to_path_buf(), part.clone()];
+    let dirs: Vec<&Utf8Path> = host_path
+        .split(':')
+        .map(Utf8Path::new)
+        .filter(|d| d.is_absolute() && !own.iter().any(|o| o == d))
+        .collect();
+
+    let mut wanted: Vec<(&str, Option<&Utf8Path>)> = Vec::new();
+    for tool in tools {
+        let (name, target) = match tool.split_once('=') {
+            Some((name, target)) => (name, Some(Utf8Path::new(target))),
+            None => (tool.as_str(), None),
+        };
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+            return Err(invalid(format!(
+                "host tool `{tool}`: expected a program name without `/`, optionally followed by `=/absolute/path`"
+            )));
+        }
+        if target.is_some_and(|t| !t.is_absolute()) {
+            return Err(invalid(format!(
+                "host tool `{tool}`: expected an absolute path after `=`"
+            )));
+        }
+        if wanted.iter().any(|(n, _)| *n == name) {
+            return Err(invalid(format!(
+                "host tool `{name}` is listed twice; expected each name once"
+            )));
+        }
+        wanted.push((name, target));
+    }
+
+    if fs::symlink_metadata(&part).is_ok() {
+        fs::remove_dir_all(&part)?;
+    }
+    fs::create_dir_all(&part)?;
+    let mut missing = Vec::new();
+    for (name, target) in wanted {
+        let found = match target {
+            Some(t) => Some(t.to_path_buf()).filter(|t| is_executable_file(t)),
+            None => dirs
+                .iter()
+                .map(|d| d.join(name))
+                .find(|p| is_executable_file(p)),
+        };
+        match found {
+            Some(target) => std::os::unix::fs::symlink(&target, part.join(name))?,
+            None => missing.push(name.to_string()),
+        }
+    }
+    swap_into_place(&part, bin)?;
+    Ok(missing)
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Put directory `part` at `dest`, replacing whatever `dest` was. Where the
+/// filesystem allows, the two are exchanged atomically; `dest` is never a
+/// partial directory either way.
+fn swap_into_place(part: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
+    if fs::symlink_metadata(dest).is_err() {
+        return fs::rename(part, dest);
+    }
+    if exchange(part, dest).is_ok() {
+        return remove_any(part);
+    }
+    let old = Utf8PathBuf::from(format!("{dest}.old"));
+    if fs::symlink_metadata(&old).is_ok() {
+        remove_any(&old)?;
+    }
+    fs::rename(dest, &old)?;
+    fs::rename(part, dest)?;
+    remove_any(&old)
+}
+
+fn remove_any(path: &Utf8Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn exchange(a: &Utf8Path, b: &Utf8Path) -> io::Result<()> {
+    use std::ffi::CString;
+    let a = CString::new(a.as_str()).map_err(|e| invalid(e.to_string()))?;
+    let b = CString::new(b.as_str()).map_err(|e| invalid(e.to_string()))?;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn exchange(_a: &Utf8Path, _b: &Utf8Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("make"), "make");
+        assert_eq!(shell_quote("CC=sh4-gcc -O2"), "'CC=sh4-gcc -O2'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(
+            shell_join(&["sh".into(), "-c".into(), "echo $HOME".into()]),
+            "sh -c 'echo $HOME'"
+        );
+    }
+
+    #[test]
+    fn last_lines_takes_the_end() {
+        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(last_lines("a\n", 5), "a");
+        assert_eq!(last_lines("", 5), "");
+    }
+
+    #[test]
+    fn environment_is_built_from_scratch() {
+        let airlock = Airlock {
+            path: vec!["/b/host/bin".into(), "/cross/bin".into()],
+            env: [("CC".to_string(), "sh4-gcc".to_string())].into(),
+            interrupt: Interrupt::new(),
+        };
+        let cmd = Command {
+            argv: vec!["make".into()],
+            cwd: "/b/src".into(),
+            env: [("LANG".to_string(), "C.UTF-8".to_string())].into(),
+            ..Command::default()
+        };
+        let env = airlock.environment(&cmd);
+        let expected: BTreeMap<String, String> = [
+            ("PATH", "/b/host/bin:/cross/bin"),
+            ("LANG", "C.UTF-8"),
+            ("LC_ALL", "C"),
+            ("HOME", "/b/src"),
+            ("CC", "sh4-gcc"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
+    }
+}
