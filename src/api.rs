@@ -97,7 +97,19 @@ pub fn register(engine: &mut Engine) {
 
     // --- ctx: stages and packages
     engine.register_fn("stage", |c: &mut Ctx, name: &str| lift(c.stage(name).map(|p| p.to_string())));
-    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name)));
+    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name, Map::new())));
+    engine.register_fn("build", |c: &mut Ctx, name: &str, opts: Map| lift(c.build(name, opts)));
+    engine.register_get("opts", |c: &mut Ctx| c.frame.opts.clone());
+    engine.register_get("rhbuild", |c: &mut Ctx| {
+        let _ = c;
+        std::env::current_exe().map(|p| p.to_string_lossy().to_string()).unwrap_or_default()
+    });
+    engine.register_fn("which", |c: &mut Ctx, name: &str| -> RhaiResult<String> {
+        let p = crate::stage::resolve_host_tool(name)
+            .ok_or_else(|| fail(format!("host program `{name}` not found in PATH")))?;
+        c.frame.inputs.lock().unwrap().tools.insert(p.to_string(), p.to_string());
+        Ok(p.to_string())
+    });
     engine.register_fn("fetch", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
         let names = strings(&names, "fetch's package list")?;
         lift(c.fetch(&names))
@@ -122,6 +134,13 @@ pub fn register(engine: &mut Engine) {
         let optional = strings(&optional, "host_tools's optional list")?;
         lift(c.host_tools(&names, &optional).map(|m| m.into_iter().map(Dynamic::from).collect()))
     });
+
+    // --- paths (plain text operations)
+    engine.register_fn("file_name", |p: &str| Utf8Path::new(p).file_name().unwrap_or("").to_string());
+    engine.register_fn("file_stem", |p: &str| Utf8Path::new(p).file_stem().unwrap_or("").to_string());
+    engine.register_fn("parent", |p: &str| Utf8Path::new(p).parent().map(|p| p.to_string()).unwrap_or_default());
+    engine.register_fn("join", |a: Array, sep: &str| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(sep));
+    engine.register_fn("words", |s: &str| -> Array { s.split_whitespace().map(|w| Dynamic::from(w.to_string())).collect() });
 
     // --- ctx: files (writes only inside the build directory)
     engine.register_fn("exists", |c: &mut Ctx, p: &str| {
@@ -189,7 +208,7 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("output", |d: &mut Dir, argv: Array| -> RhaiResult<String> {
         let argv = strings(&argv, "the command")?;
-        lift(d.ctx.output_cmd(&d.path, argv, BTreeMap::new()))
+        lift(d.ctx.output_cmd(&d.path, argv, BTreeMap::new()).map(|o| o.trim().to_string()))
     });
     engine.register_fn("make", |d: &mut Dir, args: Array| -> RhaiResult<()> {
         let mut argv = vec!["make".to_string()];

@@ -198,7 +198,11 @@ fn unknown_calls(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path, text: &s
                         .get(ns.as_str())
                         .or_else(|| api.static_modules.get(&ns))
                         .map(|fns| fns.contains(name));
+                    // A module that exists but does not compile is reported
+                    // on its own; its callers are not blamed.
+                    let broken = imported.get(&ns).is_some_and(|(f, _)| engine.project.root.join(f).is_file());
                     match known {
+                        None if broken => {}
                         Some(true) => {}
                         Some(false) => report(
                             format!("{ns}::{name}"),

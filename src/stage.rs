@@ -65,6 +65,8 @@ pub struct Frame {
     pub log: Utf8PathBuf,
     pub inputs: Arc<Mutex<Inputs>>,
     pub unverified: Arc<Mutex<Vec<String>>>,
+    /// What the stage passed to a package build (`ctx.build(name, opts)`).
+    pub opts: rhai::Map,
 }
 
 /// The value scripts know as `ctx`.
@@ -145,8 +147,15 @@ impl Run {
 
     /// The airlock commands run in: PATH holds only `build/<arch>/host/bin`
     /// and the cross compiler's `bin`.
-    pub fn airlock(&self, env: BTreeMap<String, String>) -> Airlock {
-        let path = vec![self.arch_dir().join("host/bin"), self.arch_dir().join("cross-compiler/bin")];
+    /// A stage's own `bin` (while it is being built) comes first, so a
+    /// stage can use the tools it just made.
+    pub fn airlock(&self, own: Option<&Utf8Path>, env: BTreeMap<String, String>) -> Airlock {
+        let mut path = Vec::new();
+        if let Some(o) = own {
+            path.push(o.join("bin"));
+        }
+        path.push(self.arch_dir().join("host/bin"));
+        path.push(self.arch_dir().join("cross-compiler/bin"));
         Airlock { path, env, interrupt: self.interrupt.clone() }
     }
 
@@ -178,6 +187,7 @@ impl Run {
             log: self.logs_dir().join(format!("{log_name}.log")),
             inputs: Arc::new(Mutex::new(Inputs::default())),
             unverified: Arc::new(Mutex::new(Vec::new())),
+            opts: rhai::Map::new(),
         })
     }
 
@@ -510,7 +520,7 @@ impl Ctx {
     }
 
     /// Run `packages/<name>.rhai`'s `build(ctx)` with its own log.
-    pub fn build(&self, name: &str) -> PrimResult<()> {
+    pub fn build(&self, name: &str, opts: rhai::Map) -> PrimResult<()> {
         let pkg = match self.run.package(name) {
             Ok(p) => p,
             Err(e) => {
@@ -548,6 +558,7 @@ impl Ctx {
             log: log.clone(),
             inputs: self.frame.inputs.clone(),
             unverified: self.frame.unverified.clone(),
+            opts,
         });
         let child = Ctx { run: self.run.clone(), frame };
         let engine = &self.run.engine;
@@ -682,13 +693,13 @@ impl Ctx {
     /// Run a command in the airlock, in `cwd`, logging to this frame's log.
     pub fn run_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<()> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
+        self.run.airlock(self.frame.out.as_deref(), BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
     }
 
     /// Run a command in the airlock and return its standard output.
     pub fn output_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<String> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
+        self.run.airlock(self.frame.out.as_deref(), BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
     }
 
     fn command(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<airlock::Command> {
