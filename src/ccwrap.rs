@@ -131,10 +131,10 @@ pub fn rewrite(cfg: &Config, root: &Path, mode: &Mode, args: &[String]) -> Vec<S
         }
         out.push("-isystem".into());
         out.push(inc);
+        // gcc's own headers (stddef.h, stdarg.h, ...), but not its
+        // include-fixed: those are fix-ups of glibc's headers.
         out.push("-isystem".into());
         out.push(format!("{}/include", cfg.libgcc));
-        out.push("-isystem".into());
-        out.push(format!("{}/include-fixed", cfg.libgcc));
     }
     let linking = !mode.compile_only;
     let own_libs = linking && !mode.nostdlib && !mode.nodefaultlibs;
@@ -148,24 +148,26 @@ pub fn rewrite(cfg: &Config, root: &Path, mode: &Mode, args: &[String]) -> Vec<S
         out.push(format!("-L{lib}"));
         out.push(format!("-L{}", cfg.libgcc));
     }
+    // musl's start files only. gcc's crtbegin/crtend are left out: musl
+    // runs constructors from .init_array without them, and an external
+    // compiler's copies carry whatever bugs that compiler has (Debian 12's
+    // sh4 crtbeginT.o branches on a stale T bit and crashes every program).
     if own_start {
         if !mode.shared {
             out.push(format!("{lib}/crt1.o"));
         }
         out.push(format!("{lib}/crti.o"));
-        out.push(format!("{}/{}", cfg.libgcc, if mode.shared { "crtbeginS.o" } else { "crtbeginT.o" }));
     }
     out.extend(args.iter().cloned());
     if own_libs {
         if mode.cxx {
             out.push("-lstdc++".into());
         }
-        out.extend(["-Wl,--start-group", "-lc", "-lgcc", "-lgcc_eh", "-Wl,--end-group"].map(String::from));
+        out.extend(["-Wl,--start-group", "-lc", "-lgcc", "-Wl,--end-group"].map(String::from));
     } else if linking && !mode.nostdlib {
         out.push("-lgcc".into());
     }
     if own_start {
-        out.push(format!("{}/{}", cfg.libgcc, if mode.shared { "crtendS.o" } else { "crtend.o" }));
         out.push(format!("{lib}/crtn.o"));
     }
     out

@@ -219,7 +219,7 @@ fn describe(err: &EvalAltResult) -> (String, Option<String>) {
 /// stderr is not a terminal and as tests assert it.
 pub fn render_plain(diag: &dyn Diagnostic) -> String {
     let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(100);
+        .with_width(200);
     let mut out = String::new();
     let _ = handler.render_report(&mut out, diag);
     out
@@ -230,7 +230,7 @@ pub fn render(diag: &dyn Diagnostic) -> String {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode())
-            .with_width(100);
+            .with_width(200);
         let mut out = String::new();
         let _ = handler.render_report(&mut out, diag);
         out

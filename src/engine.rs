@@ -92,6 +92,10 @@ impl ScriptEngine {
         let store = Arc::new(ScriptStore::default());
         let mut engine = Engine::new();
         engine.set_strict_variables(true);
+        // No constant folding: `rhbuild check` must see every call as written
+        // (also in branches the optimizer would drop), and positions must
+        // point at what the user wrote.
+        engine.set_optimization_level(rhai::OptimizationLevel::None);
         engine.disable_symbol("eval");
         engine.set_fail_on_invalid_map_property(true);
         engine.set_max_operations(MAX_OPERATIONS);

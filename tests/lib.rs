@@ -4,3 +4,4 @@ mod util;
 
 mod airlock;
 mod qemu;
+mod check;

@@ -1,0 +1,132 @@
+//! `rhbuild check`: diagnostics name the file, line and column and show the
+//! source line with a caret. The rendered text is asserted whole.
+
+use crate::util::TestProject;
+
+fn check(p: &TestProject, args: &[&str]) -> String {
+    let mut a = vec!["check"];
+    a.extend_from_slice(args);
+    let o = p.rhbuild(&a).failure();
+    o.stderr
+}
+
+#[test]
+fn syntax_error_names_file_line_and_column() {
+    let p = TestProject::empty();
+    p.write("scripts/broken.rhai", "let a = 1;\nlet b = (a + ;\n");
+    let err = check(&p, &["scripts/broken.rhai"]);
+    assert_eq!(
+        err,
+        r#"  × syntax error: Unexpected ';'
+   ╭─[scripts/broken.rhai:2:14]
+ 1 │ let a = 1;
+ 2 │ let b = (a + ;
+   ·              ┬
+   ·              ╰── here
+   ╰────
+  help: fix the script; `rhbuild check` reports every script's errors without building
+"#
+    );
+}
+
+#[test]
+fn unknown_function_is_found_without_running() {
+    let p = TestProject::empty();
+    p.write(
+        "scripts/typo.rhai",
+        "// never runs the branch\nif false {\n    ctx.settign(\"X\");\n}\n",
+    );
+    let err = check(&p, &["scripts/typo.rhai"]);
+    assert_eq!(
+        err,
+        r#"  × unknown function `settign`
+   ╭─[scripts/typo.rhai:3:9]
+ 2 │ if false {
+ 3 │     ctx.settign("X");
+   ·         ───┬───
+   ·            ╰── not defined anywhere
+ 4 │ }
+   ╰────
+  help: did you mean `setting`? The primitives are listed in docs/primitives.md
+"#
+    );
+}
+
+#[test]
+fn unknown_function_in_an_imported_module_is_named() {
+    let p = TestProject::empty();
+    p.write("stdlib/helpers.rhai", "fn greet(ctx) { print(\"hi\"); }\n");
+    p.write("scripts/use.rhai", "import \"stdlib/helpers\" as helpers;\nhelpers::greet(ctx);\nhelpers::gret(ctx);\n");
+    let err = check(&p, &["scripts/use.rhai"]);
+    assert!(err.contains("unknown function `helpers::gret`"), "{err}");
+    assert!(err.contains("[scripts/use.rhai:3:10]"), "{err}");
+    assert!(err.contains("module `helpers` defines no public function `gret`"), "{err}");
+    assert!(!err.contains("greet`"), "{err}");
+}
+
+#[test]
+fn package_without_checksum_points_at_the_source() {
+    let p = TestProject::empty();
+    p.write(
+        "packages/hello.rhai",
+        r#"export const name = "hello";
+export const version = "1.0";
+export const sources = [
+    #{ url: `https://example.org/hello-${version}.tar.gz` },
+];
+"#,
+    );
+    let err = check(&p, &["packages/hello.rhai"]);
+    assert_eq!(
+        err,
+        r#"  × source 1 has no checksum
+   ╭─[packages/hello.rhai:4:5]
+ 3 │ export const sources = [
+ 4 │     #{ url: `https://example.org/hello-${version}.tar.gz` },
+   ·     ┬
+   ·     ╰── this source
+ 5 │ ];
+   ╰────
+  help: add `sha256: "..."` (and/or `sha1`), computed from the real file with sha256sum; rhbuild never extracts an unverified download
+"#
+    );
+}
+
+#[test]
+fn target_missing_a_field_names_file_and_field() {
+    let p = TestProject::empty();
+    p.add_target("mini");
+    let text = p.read("targets/mini/target.rhai").replace("export const CONSOLE = \"ttySC1\";\n", "");
+    p.write("targets/mini/target.rhai", &text);
+    let err = check(&p, &["targets/mini"]);
+    assert!(err.contains("× target `targets/mini/target.rhai` lacks the required setting `CONSOLE`"), "{err}");
+    assert!(err.contains("help: add `export const CONSOLE = ...;`: the kernel's serial console device"), "{err}");
+}
+
+#[test]
+fn the_repository_checks_clean() {
+    let p = TestProject::copy_of_repo();
+    let o = p.rhbuild(&["check"]).success();
+    assert!(o.stdout.starts_with("checked "), "{}", o.stdout);
+    assert!(o.stdout.trim_end().ends_with("no problems"), "{}", o.stdout);
+}
+
+#[test]
+fn a_copied_target_is_listed_and_checked_without_rebuilding() {
+    let p = TestProject::copy_of_repo();
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(p.root.join("targets/sh4"))
+        .arg(p.root.join("targets/sh4eb"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let t = p.read("targets/sh4eb/target.rhai").replace(
+        "export const DESCRIPTION = \"SuperH SH-4 little-endian, QEMU r2d board\";",
+        "export const DESCRIPTION = \"a copy under a new name\";",
+    );
+    p.write("targets/sh4eb/target.rhai", &t);
+    let o = p.rhbuild(&["list", "targets"]).success();
+    assert!(o.stdout.lines().any(|l| l.starts_with("sh4eb") && l.contains("a copy under a new name")), "{}", o.stdout);
+    p.rhbuild(&["check", "targets/sh4eb"]).success();
+}
