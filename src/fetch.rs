@@ -412,6 +412,9 @@ impl SourceCache {
         Ok(dest)
     }
 
+    /// Downloads on a worker thread so that an interrupt is honoured at once,
+    /// even while a read blocks for up to `stall_timeout`; the `.part` file is
+    /// removed before returning in every failure case.
     fn http_once(
         &self,
         agent: &ureq::Agent,
@@ -419,86 +422,40 @@ impl SourceCache {
         origin: &Origin,
         opts: &FetchOptions,
     ) -> Result<Utf8PathBuf, Failure> {
-        let proxy = match proxy_for(url, &|k| std::env::var(k).ok()) {
-            Ok(Some((var, value))) => Some(ureq::Proxy::new(&value).map_err(|e| {
-                Failure::Permanent(format!("the proxy `{value}` in `{var}` is not usable: {e}"))
-            })?),
-            Ok(None) => None,
-            Err(e) => return Err(Failure::Permanent(e)),
-        };
-        let resp = agent
-            .get(url)
-            .header("Accept-Encoding", "identity")
-            .config()
-            .proxy(proxy)
-            .build()
-            .call()
-            .map_err(|e| classify(e, opts))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = format!(
-                "HTTP {} {}",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("")
-            );
-            let text = text.trim_end().to_string();
-            return Err(if is_transient_status(status.as_u16()) {
-                Failure::Transient(text)
-            } else {
-                Failure::Permanent(text)
-            });
-        }
-        let total = resp.body().content_length();
-        let mut body = resp.into_body().into_reader();
-
-        let mut part = self.new_part_file(origin.file_name())?;
-        let bar = progress_bar(opts, total, origin.file_name());
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut got: u64 = 0;
-        loop {
-            if opts.interrupt.is_set() {
-                return Err(Failure::Interrupted);
-            }
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    let mut f = classify(ureq::Error::from(e), opts);
-                    if let (Failure::Transient(r), Some(total)) = (&mut f, total) {
-                        *r = format!("{r} after {got} of {total} bytes");
+        let file = origin.file_name();
+        let part = self.new_part_file(file)?;
+        let part_path = utf8(part.path().to_path_buf())?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (agent, job_url, job_opts, job_file) = (
+            agent.clone(),
+            url.to_string(),
+            opts.clone(),
+            file.to_string(),
+        );
+        std::thread::spawn(move || {
+            let _ = tx.send(download(&agent, &job_url, &job_opts, &job_file, part));
+        });
+        let part = loop {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => break r?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if opts.interrupt.is_set() {
+                        // The worker still holds the file open; unlinking is
+                        // enough, and it ends at its next read.
+                        let _ = std::fs::remove_file(&part_path);
+                        return Err(Failure::Interrupted);
                     }
-                    return Err(f);
                 }
-            };
-            part.write_all(&buf[..n]).map_err(|e| {
-                Failure::Permanent(format!("cannot write to `{}`: {e}", part.path().display()))
-            })?;
-            got += n as u64;
-            if let Some(bar) = &bar {
-                bar.set_position(got);
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = std::fs::remove_file(&part_path);
+                    return Err(Failure::Permanent("the download thread died".to_string()));
+                }
             }
-        }
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-        if let Some(total) = total {
-            if got != total {
-                return Err(Failure::Transient(format!(
-                    "connection closed after {got} of {total} bytes"
-                )));
-            }
-        }
-        part.as_file()
-            .sync_all()
-            .map_err(|e| Failure::Permanent(format!("cannot sync: {e}")))?;
-        // The rename below takes the file out of the NamedTempFile's hands;
-        // keep_if_verified fails before renaming, so the drop removes it.
-        let (file, tmp_path) = part.into_parts();
-        drop(file);
-        let src = utf8(tmp_path.to_path_buf())?;
-        let kept = self.keep_if_verified(&src, origin, url)?;
-        // The path is gone (renamed); keep TempPath from trying to delete it.
+        };
+        // On failure `tmp_path` is dropped and removes the file; on success
+        // the file has been renamed and `keep` stops that.
+        let tmp_path = part.into_temp_path();
+        let kept = self.keep_if_verified(&part_path, origin, url)?;
         let _ = tmp_path.keep();
         Ok(kept)
     }
@@ -545,6 +502,100 @@ impl SourceCache {
         // `tmp` is removed when it goes out of scope, whatever happens here.
         self.keep_if_verified(&got, origin, &from)
     }
+}
+
+/// One GET of `url` into `part`; returns it complete and synced to disk.
+fn download(
+    agent: &ureq::Agent,
+    url: &str,
+    opts: &FetchOptions,
+    file: &str,
+    mut part: tempfile::NamedTempFile,
+) -> Result<tempfile::NamedTempFile, Failure> {
+    let (proxy, via) = match proxy_for(url, &|k| std::env::var(k).ok()) {
+        Ok(Some((var, value))) => {
+            let p = ureq::Proxy::new(&value).map_err(|e| {
+                Failure::Permanent(format!("the proxy `{value}` in `{var}` is not usable: {e}"))
+            })?;
+            (
+                Some(p),
+                format!(" (through the proxy `{value}` from `{var}`)"),
+            )
+        }
+        Ok(None) => (None, String::new()),
+        Err(e) => return Err(Failure::Permanent(e)),
+    };
+    let resp = agent
+        .get(url)
+        // Bytes as stored: a server that gzips a .tar.gz again would
+        // otherwise have it unpacked once on the way.
+        .header("Accept-Encoding", "identity")
+        .config()
+        .proxy(proxy)
+        .build()
+        .call()
+        .map_err(|e| match classify(e, opts) {
+            Failure::Transient(r) => Failure::Transient(r + &via),
+            Failure::Permanent(r) => Failure::Permanent(r + &via),
+            Failure::Interrupted => Failure::Interrupted,
+        })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        let text = text.trim_end().to_string();
+        return Err(if is_transient_status(status.as_u16()) {
+            Failure::Transient(text)
+        } else {
+            Failure::Permanent(text)
+        });
+    }
+    let total = resp.body().content_length();
+    let mut body = resp.into_body().into_reader();
+    let bar = progress_bar(opts, total, file);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut got: u64 = 0;
+    loop {
+        if opts.interrupt.is_set() {
+            return Err(Failure::Interrupted);
+        }
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let mut f = classify(ureq::Error::from(e), opts);
+                if let (Failure::Transient(r), Some(total)) = (&mut f, total) {
+                    *r = format!("{r} after {got} of {total} bytes");
+                }
+                return Err(f);
+            }
+        };
+        part.write_all(&buf[..n]).map_err(|e| {
+            Failure::Permanent(format!("cannot write to `{}`: {e}", part.path().display()))
+        })?;
+        got += n as u64;
+        if let Some(bar) = &bar {
+            bar.set_position(got);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if let Some(total) = total
+        && got != total
+    {
+        return Err(Failure::Transient(format!(
+            "connection closed after {got} of {total} bytes"
+        )));
+    }
+    part.as_file()
+        .sync_all()
+        .map_err(|e| Failure::Permanent(format!("cannot sync: {e}")))?;
+    Ok(part)
 }
 
 /// Every place to try, in order, with the index of the origin it belongs to.
@@ -657,8 +708,46 @@ fn http_agent(opts: &FetchOptions) -> ureq::Agent {
         .timeout_connect(Some(opts.connect_timeout))
         .timeout_per_read(Some(opts.stall_timeout))
         .user_agent(concat!("rhbuild/", env!("CARGO_PKG_VERSION")))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(root_certs())
+                .build(),
+        )
         .build()
         .new_agent()
+}
+
+/// The system's CA bundle, as curl and apt use it (so that a site-local CA,
+/// such as an intercepting proxy's, is trusted the same way), or Mozilla's
+/// built-in roots where the system has no bundle. `SSL_CERT_FILE` overrides.
+fn root_certs() -> ureq::tls::RootCerts {
+    let candidates = std::env::var("SSL_CERT_FILE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(String::from),
+        );
+    for path in candidates {
+        let Ok(pem) = std::fs::read(&path) else {
+            continue;
+        };
+        let certs: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if !certs.is_empty() {
+            return ureq::tls::RootCerts::new_with_certs(&certs);
+        }
+    }
+    ureq::tls::RootCerts::WebPki
 }
 
 fn is_transient_status(code: u16) -> bool {
@@ -691,7 +780,8 @@ fn classify(e: ureq::Error, opts: &FetchOptions) -> Failure {
             K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe => {
                 Failure::Transient(format!("connection lost ({e})"))
             }
-            _ => Failure::Transient(e.to_string()),
+            // Name resolution, permissions, and other local or lasting trouble.
+            _ => Failure::Permanent(e.to_string()),
         },
         ureq::Error::Protocol(p) => Failure::Transient(format!("bad HTTP response ({p})")),
         other => Failure::Permanent(other.to_string()),
