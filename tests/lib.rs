@@ -3,5 +3,7 @@
 mod util;
 
 mod airlock;
-mod qemu;
 mod check;
+mod fetch;
+mod http_server;
+mod qemu;
