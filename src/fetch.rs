@@ -535,8 +535,8 @@ fn download(
         .build()
         .call()
         .map_err(|e| match classify(e, opts) {
-            Failure::Transient(r) => Failure::Transient(r + &via),
-            Failure::Permanent(r) => Failure::Permanent(r + &via),
+            Failure::Transient(r) => Failure::Transient(r + via.as_str()),
+            Failure::Permanent(r) => Failure::Permanent(r + via.as_str()),
             Failure::Interrupted => Failure::Interrupted,
         })?;
     let status = resp.status();
