@@ -1,3 +1,6 @@
 //! Every integration test, compiled into one binary so the suite links once.
 
 mod util;
+
+mod image;
+mod kconfig;
