@@ -56,25 +56,9 @@ pub enum KconfigError {
         source: std::io::Error,
     },
 
-    #[error("malformed line in `{file}` at line {line}, column {column}: {reason}")]
-    #[diagnostic(
-        code(kconfig::malformed),
-        help(
-            "each line is `CONFIG_NAME=y` (or m, n, a number, 0x-hex, a \"quoted string\"), \
-             `# CONFIG_NAME is not set`, a `#` comment or blank"
-        )
-    )]
-    Malformed {
-        file: Utf8PathBuf,
-        line: usize,
-        column: usize,
-        reason: String,
-        #[source_code]
-        source_code: NamedSource<String>,
-        #[label("{label}")]
-        span: SourceSpan,
-        label: String,
-    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Malformed(Box<MalformedLine>),
 
     #[error("{}", missing_message(.missing))]
     #[diagnostic(code(kconfig::missing))]
@@ -102,6 +86,29 @@ pub enum KconfigError {
         rounds: usize,
         symbols: String,
     },
+}
+
+/// A line of a miniconfig that is not one (the source is kept for the
+/// caret in the rendered diagnostic).
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("malformed line in `{file}` at line {line}, column {column}: {reason}")]
+#[diagnostic(
+    code(kconfig::malformed),
+    help(
+        "each line is `CONFIG_NAME=y` (or m, n, a number, 0x-hex, a \"quoted string\"), \
+         `# CONFIG_NAME is not set`, a `#` comment or blank"
+    )
+)]
+pub struct MalformedLine {
+    pub file: Utf8PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub reason: String,
+    #[source_code]
+    pub source_code: NamedSource<String>,
+    #[label("{label}")]
+    pub span: SourceSpan,
+    pub label: String,
 }
 
 /// A requested symbol that came out of the expansion with another value.
@@ -149,9 +156,15 @@ fn missing_message(missing: &[MissingSymbol]) -> String {
         .collect();
     s.push_str(&items.join("; "));
     let (they, them) = if missing.len() == 1 {
-        ("it does not exist in this source tree or its dependencies are", "it")
+        (
+            "it does not exist in this source tree or its dependencies are",
+            "it",
+        )
     } else {
-        ("they do not exist in this source tree or their dependencies are", "them")
+        (
+            "they do not exist in this source tree or their dependencies are",
+            "them",
+        )
     };
     let _ = write!(s, " — {they} missing");
     if missing.iter().any(|m| m.entry.value == "n") {
@@ -288,9 +301,15 @@ fn parse_line(line: &str) -> Result<Option<(String, String)>, LineError> {
         let found = after.chars().next().unwrap_or(' ');
         return Err(LineError {
             offset: eq,
-            len: if after.is_empty() { 0 } else { found.len_utf8() },
+            len: if after.is_empty() {
+                0
+            } else {
+                found.len_utf8()
+            },
             reason: if after.is_empty() {
-                format!("expected `=` and a value after `CONFIG_{symbol}`, found the end of the line")
+                format!(
+                    "expected `=` and a value after `CONFIG_{symbol}`, found the end of the line"
+                )
             } else {
                 format!("expected `=` right after `CONFIG_{symbol}`, found `{found}`")
             },
@@ -377,7 +396,7 @@ impl Miniconfig {
                 }),
                 Err(e) => {
                     let column = content[..e.offset].chars().count() + 1;
-                    return Err(KconfigError::Malformed {
+                    return Err(KconfigError::Malformed(Box::new(MalformedLine {
                         file: file.to_owned(),
                         line: index + 1,
                         column,
@@ -385,7 +404,7 @@ impl Miniconfig {
                         source_code: NamedSource::new(file.as_str(), text.to_string()),
                         span: (line_start + e.offset, e.len).into(),
                         label: e.label,
-                    });
+                    })));
                 }
             }
             line_start += line.len();
@@ -497,7 +516,9 @@ impl DotConfig {
 
     /// (symbol, value) in the order of the file.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.symbols.iter().map(|(s, v, _)| (s.as_str(), v.as_str()))
+        self.symbols
+            .iter()
+            .map(|(s, v, _)| (s.as_str(), v.as_str()))
     }
 
     /// How many symbols the file assigns (including `is not set` ones).
@@ -609,22 +630,22 @@ fn is_bool_on(value: &str) -> bool {
 /// How: the candidates are the symbols whose value differs from a plain
 /// allnoconfig (the expansion of an empty miniconfig); if they alone do not
 /// reproduce `full`, that is [`KconfigError::Unreproducible`], naming what
-/// differs. Then a symbol is redundant when Kconfig forces its value
-/// (`select`, no prompt, a default that follows other symbols). Probing
-/// finds them a block at a time: ask for the opposite of half the
-/// candidates (`n` for a `y`/`m`, nothing for other values) while keeping
-/// the rest, and see which come out unchanged anyway. The halves follow the
-/// bits of each candidate's index, so any two candidates land in different
-/// halves at least once: about 2·log2(candidates) expansions. The symbols
-/// found redundant are then removed with a delta-debugging search (remove
-/// them all, on failure split in two and retry each half), which verifies
-/// every removal. A typical shrink needs a few dozen expansions, not one per
-/// symbol.
+/// differs. A candidate is redundant when Kconfig derives its value from the
+/// others (`select`, no prompt, a default that follows other symbols).
+/// Probes find those without one expansion per symbol: one expansion leaves
+/// out every number and string (do their defaults give the same value?),
+/// then booleans are probed half at a time, asking `n` for each `y`/`m` of
+/// the half (and nothing for each `n`) while keeping the rest: those that
+/// come out as in `full` anyway are forced. The halves follow the bits of
+/// each boolean's position, so any two land apart at least once: about
+/// 2·log2(booleans) expansions. What the probes found is then removed with
+/// a delta-debugging search (remove it all; on failure split in two and
+/// retry each half), which verifies every removal against `full`. busybox's
+/// defconfig (895 candidates) takes 24 expansions.
 ///
-/// Every symbol removed was verified unnecessary; a kept symbol was seen
-/// to change when not asked for, so the result is small but its
-/// minimality rests on those probes (a symbol forced only by a combination
-/// the probes never kept together is kept).
+/// Every symbol removed was verified to be unnecessary. A kept symbol was
+/// seen to change when not asked for, so the result is small, but a symbol
+/// forced only through a chain the probes always broke may be kept.
 pub fn shrink(
     full: &DotConfig,
     expand: &mut dyn FnMut(&Miniconfig) -> Result<DotConfig, KconfigError>,
@@ -667,21 +688,20 @@ pub fn shrink(
     let (switches, values): (Vec<usize>, Vec<usize>) = candidates
         .iter()
         .partition(|&&i| matches!(full.symbols[i].1.as_str(), "y" | "m" | "n"));
-    let mut probe_and_record = |probe: HashSet<usize>,
-                                forced: &mut BTreeSet<usize>|
-     -> Result<(), KconfigError> {
-        if probe.is_empty() {
-            return Ok(());
-        }
-        let got = expand(&build(&candidates, &probe))?;
-        for &i in &probe {
-            let (s, v, _) = &full.symbols[i];
-            if got.get(s).unwrap_or("n") == v {
-                forced.insert(i);
+    let mut probe_and_record =
+        |probe: HashSet<usize>, forced: &mut BTreeSet<usize>| -> Result<(), KconfigError> {
+            if probe.is_empty() {
+                return Ok(());
             }
-        }
-        Ok(())
-    };
+            let got = expand(&build(&candidates, &probe))?;
+            for &i in &probe {
+                let (s, v, _) = &full.symbols[i];
+                if got.get(s).unwrap_or("n") == v {
+                    forced.insert(i);
+                }
+            }
+            Ok(())
+        };
     probe_and_record(values.iter().copied().collect(), &mut forced)?;
 
     // Booleans: ask for the opposite of half of them (nothing for an `n`)
@@ -860,10 +880,13 @@ where
             // said `n` to them yet: ask again with them listed.
             let mut unseen_on = Vec::new();
             for (sym, value) in cfg.iter() {
-                if matches!(value, "y" | "m" | "n") && known.insert(sym.to_string()) {
-                    if is_bool_on(value) && mini.get(sym).is_none() {
-                        unseen_on.push(sym.to_string());
-                    }
+                let is_bool = matches!(value, "y" | "m" | "n");
+                if is_bool
+                    && known.insert(sym.to_string())
+                    && is_bool_on(value)
+                    && mini.get(sym).is_none()
+                {
+                    unseen_on.push(sym.to_string());
                 }
             }
             if unseen_on.is_empty() {
