@@ -6,4 +6,6 @@ mod airlock;
 mod check;
 mod fetch;
 mod http_server;
+mod image;
+mod kconfig;
 mod qemu;

@@ -1,0 +1,434 @@
+//! Image writers, checked with the real tools that read the images: cpio
+//! (apt-get install cpio), unsquashfs (squashfs-tools), debugfs and e2fsck
+//! (e2fsprogs). The trees are owned by uid 1000 before the images are
+//! written, and every image must still say root.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+
+use camino::{Utf8Path, Utf8PathBuf};
+use rhbuild::image::{
+    check_root_filesystem, create_blank_ext2, write_ext2, write_initramfs, write_squashfs,
+};
+
+/// Fails, with the command that installs it, when `tool` is not installed.
+fn require_tool(tool: &str, package: &str) {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|d| d.join(tool).is_file());
+    assert!(
+        found,
+        "`{tool}` is not installed; this test needs it: apt-get install {package}"
+    );
+}
+
+const MTIME: u64 = 1_700_000_000;
+
+fn utf8(p: &std::path::Path) -> &Utf8Path {
+    Utf8Path::from_path(p).unwrap()
+}
+
+fn set_mode(path: &Utf8Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A small root filesystem, every entry then given to uid/gid 1000.
+fn small_root(dir: &Utf8Path) -> Utf8PathBuf {
+    let root = dir.join("root");
+    for d in ["bin", "sbin", "etc", "dev", "usr/bin", "tmp"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    set_mode(&root, 0o700);
+    std::fs::write(root.join("init"), "#!/bin/sh\nexec /bin/sh\n").unwrap();
+    set_mode(&root.join("init"), 0o755);
+    // Not a multiple of 4, spanning several blocks: padding and data both show.
+    let busybox: Vec<u8> = (0..10_001u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(root.join("bin/busybox"), &busybox).unwrap();
+    std::fs::hard_link(root.join("bin/busybox"), root.join("bin/busybox.hard")).unwrap();
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).unwrap();
+    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/init")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/shadow"), "root::1:0:99999:7:::\n").unwrap();
+    set_mode(&root.join("etc/shadow"), 0o600);
+    std::fs::write(root.join("etc/a \"quoted\" name"), "x").unwrap();
+    set_mode(&root.join("tmp"), 0o1777);
+    let fifo = std::ffi::CString::new(root.join("dev/initctl").as_str()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    chown_tree(&root, 1000);
+    // After the chown, which clears setuid bits.
+    set_mode(&root.join("bin/busybox"), 0o4755);
+    root
+}
+
+fn chown_tree(path: &Utf8Path, id: u32) {
+    std::os::unix::fs::lchown(path, Some(id), Some(id)).unwrap();
+    if std::fs::symlink_metadata(path).unwrap().is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            chown_tree(utf8(&e.unwrap().path()), id);
+        }
+    }
+}
+
+/// (path, mode as `ls` shows it, size) of every entry but the root.
+fn expected_entries() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("bin", "drwxr-xr-x"),
+        ("bin/busybox", "-rwsr-xr-x"),
+        ("bin/busybox.hard", "-rwsr-xr-x"),
+        ("bin/sh", "lrwxrwxrwx"),
+        ("dev", "drwxr-xr-x"),
+        ("dev/initctl", "prw-------"),
+        ("etc", "drwxr-xr-x"),
+        ("etc/a \"quoted\" name", "-rw-r--r--"),
+        ("etc/passwd", "-rw-r--r--"),
+        ("etc/shadow", "-rw-------"),
+        ("init", "-rwxr-xr-x"),
+        ("sbin", "drwxr-xr-x"),
+        ("sbin/init", "lrwxrwxrwx"),
+        ("tmp", "drwxrwxrwt"),
+        ("usr", "drwxr-xr-x"),
+        ("usr/bin", "drwxr-xr-x"),
+    ]
+}
+
+fn sh(script: &str, cwd: &Utf8Path) -> String {
+    let out = Command::new("sh")
+        .args(["-c", script])
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn initramfs_is_a_root_owned_sorted_newc_cpio() {
+    require_tool("cpio", "cpio");
+    require_tool("zcat", "gzip");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = small_root(dir);
+    let out = dir.join("initramfs.cpio.gz");
+    write_initramfs(&root, &out, Some(MTIME)).unwrap();
+    assert!(!dir.join("initramfs.cpio.gz.part").exists());
+
+    // `cpio -tv` prints: mode links uid gid size month day year name.
+    let listing = sh(
+        &format!("zcat '{out}' | cpio -t -v --numeric-uid-gid --quiet"),
+        dir,
+    );
+    let mut entries = Vec::new();
+    for line in listing.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((f[2], f[3]), ("0", "0"), "not owned by root: {line}");
+        assert_eq!(f[7], "2023", "mtime not applied: {line}");
+        let name = f[8..].join(" ");
+        let name = name.split(" -> ").next().unwrap().to_string();
+        entries.push((name, f[0].to_string()));
+        if f[0].starts_with('l') {
+            assert!(
+                line.ends_with("bin/sh -> busybox")
+                    || line.ends_with("sbin/init -> ../bin/busybox"),
+                "{line}"
+            );
+        }
+    }
+    let expected: Vec<(String, String)> = expected_entries()
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(entries, expected);
+
+    // The contents come back, hard links as full copies.
+    let x = dir.join("x");
+    std::fs::create_dir(&x).unwrap();
+    sh(&format!("zcat '{out}' | cpio -i -d -m --quiet"), &x);
+    let original = std::fs::read(root.join("bin/busybox")).unwrap();
+    assert_eq!(std::fs::read(x.join("bin/busybox")).unwrap(), original);
+    assert_eq!(std::fs::read(x.join("bin/busybox.hard")).unwrap(), original);
+    assert_eq!(
+        std::fs::read_link(x.join("bin/sh")).unwrap().to_str(),
+        Some("busybox")
+    );
+    assert_eq!(
+        std::fs::read_to_string(x.join("init")).unwrap(),
+        "#!/bin/sh\nexec /bin/sh\n"
+    );
+    assert_eq!(
+        std::fs::metadata(x.join("init")).unwrap().mtime(),
+        MTIME as i64
+    );
+
+    // Same tree, same mtime: same bytes.
+    let again = dir.join("again.cpio.gz");
+    write_initramfs(&root, &again, Some(MTIME)).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+
+    // Without an mtime, each file keeps its own.
+    let own = dir.join("own.cpio.gz");
+    write_initramfs(&root, &own, None).unwrap();
+    let listing = sh(
+        &format!("zcat '{own}' | cpio -t -v --numeric-uid-gid --quiet"),
+        dir,
+    );
+    assert!(!listing.contains(" 2023 "), "{listing}");
+}
+
+#[test]
+fn squashfs_is_root_owned() {
+    require_tool("mksquashfs", "squashfs-tools");
+    require_tool("unsquashfs", "squashfs-tools");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = small_root(dir);
+    let out = dir.join("root.sqf");
+    write_squashfs(&root, &out).unwrap();
+    assert!(!dir.join("root.sqf.part").exists());
+
+    // `unsquashfs -lln` prints: mode uid/gid size date time path [-> target].
+    let listing = sh(&format!("unsquashfs -lln '{out}'"), dir);
+    let mut entries = Vec::new();
+    for line in listing.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(f[1], "0/0", "not owned by root: {line}");
+        let path = f[5..].join(" ");
+        let path = path.split(" -> ").next().unwrap();
+        if let Some(rel) = path.strip_prefix("squashfs-root/") {
+            entries.push((rel.to_string(), f[0].to_string()));
+        }
+    }
+    let expected: Vec<(String, String)> = expected_entries()
+        .into_iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    assert_eq!(entries, expected);
+    assert!(
+        listing.contains("squashfs-root/sbin/init -> ../bin/busybox"),
+        "{listing}"
+    );
+}
+
+/// (mode, uid, gid, size) for every entry of `dir` in the image, from
+/// `debugfs ls -p`, which prints `/inode/mode/uid/gid/name/size/`.
+fn debugfs_ls(image: &Utf8Path, dir: &str) -> Vec<(String, String, String, String, String)> {
+    let out = sh(
+        &format!("debugfs -R 'ls -p \"{dir}\"' '{image}' 2>/dev/null"),
+        image.parent().unwrap(),
+    );
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('/').collect();
+            (
+                f[5].to_string(),
+                f[2].to_string(),
+                f[3].to_string(),
+                f[4].to_string(),
+                f[6].to_string(),
+            )
+        })
+        .filter(|e| e.0 != "." && e.0 != "..")
+        .collect()
+}
+
+fn assert_ext2_root_owned(image: &Utf8Path) {
+    let mut seen = Vec::new();
+    let mut dirs = vec![String::from("/")];
+    while let Some(d) = dirs.pop() {
+        for (name, mode, uid, gid, _size) in debugfs_ls(image, &d) {
+            let path = format!("{}{name}", d);
+            assert_eq!(
+                (uid.as_str(), gid.as_str()),
+                ("0", "0"),
+                "`{path}` is not root's"
+            );
+            if mode.starts_with("04") && name != "lost+found" {
+                dirs.push(format!("{path}/"));
+            }
+            seen.push((path, mode));
+        }
+    }
+    seen.sort();
+    let modes: Vec<(&str, &str)> = seen.iter().map(|(p, m)| (p.as_str(), m.as_str())).collect();
+    assert_eq!(
+        modes,
+        vec![
+            ("/bin", "040755"),
+            ("/bin/busybox", "104755"),
+            ("/bin/busybox.hard", "104755"),
+            ("/bin/sh", "120777"),
+            ("/dev", "040755"),
+            ("/dev/initctl", "010600"),
+            ("/etc", "040755"),
+            ("/etc/a \"quoted\" name", "100644"),
+            ("/etc/passwd", "100644"),
+            ("/etc/shadow", "100600"),
+            ("/init", "100755"),
+            ("/lost+found", "040700"),
+            ("/sbin", "040755"),
+            ("/sbin/init", "120777"),
+            ("/tmp", "041777"),
+            ("/usr", "040755"),
+            ("/usr/bin", "040755"),
+        ]
+    );
+}
+
+#[test]
+fn ext2_is_root_owned_and_sized() {
+    require_tool("debugfs", "e2fsprogs");
+    require_tool("e2fsck", "e2fsprogs");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = small_root(dir);
+
+    let out = dir.join("root.ext2");
+    write_ext2(&root, &out, None).unwrap();
+    assert!(!dir.join("root.ext2.part").exists());
+    sh(&format!("e2fsck -f -n '{out}'"), dir);
+    assert_ext2_root_owned(&out);
+    let copy = dir.join("busybox.copy");
+    sh(
+        &format!("debugfs -R 'dump /bin/busybox {copy}' '{out}' 2>/dev/null"),
+        dir,
+    );
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(root.join("bin/busybox")).unwrap()
+    );
+    let root_dir = sh(&format!("debugfs -R 'stat /' '{out}' 2>/dev/null"), dir);
+    assert!(
+        root_dir.contains("User:     0   Group:     0"),
+        "{root_dir}"
+    );
+
+    let sized = dir.join("sized.ext2");
+    write_ext2(&root, &sized, Some(16)).unwrap();
+    assert_eq!(std::fs::metadata(&sized).unwrap().len(), 16 * 1024 * 1024);
+    sh(&format!("e2fsck -f -n '{sized}'"), dir);
+    assert_ext2_root_owned(&sized);
+
+    // Too small for the content: mke2fs says so, and nothing is left behind.
+    std::fs::write(root.join("big"), vec![1u8; 3 * 1024 * 1024]).unwrap();
+    let small = dir.join("small.ext2");
+    let err = write_ext2(&root, &small, Some(2)).unwrap_err().to_string();
+    assert!(
+        err.contains("needs about 5 MiB and the image was asked to be 2 MiB"),
+        "{err}"
+    );
+    assert!(!small.exists() && !dir.join("small.ext2.part").exists());
+}
+
+#[test]
+fn blank_ext2_is_sparse_and_empty() {
+    require_tool("debugfs", "e2fsprogs");
+    require_tool("e2fsck", "e2fsprogs");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let out = dir.join("home.ext2");
+    create_blank_ext2(&out, 64).unwrap();
+    let meta = std::fs::metadata(&out).unwrap();
+    assert_eq!(meta.len(), 64 * 1024 * 1024);
+    assert!(
+        meta.blocks() * 512 < meta.len() / 4,
+        "not sparse: {} blocks",
+        meta.blocks()
+    );
+    sh(&format!("e2fsck -f -n '{out}'"), dir);
+    let entries = debugfs_ls(&out, "/");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].0, "lost+found");
+    let root_dir = sh(&format!("debugfs -R 'stat /' '{out}' 2>/dev/null"), dir);
+    assert!(
+        root_dir.contains("User:     0   Group:     0"),
+        "{root_dir}"
+    );
+    assert_eq!(
+        create_blank_ext2(&dir.join("zero.ext2"), 0)
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "an image size of 0 MiB was asked for `{}`: give a size of at least 1 MiB",
+            dir.join("zero.ext2")
+        )
+    );
+}
+
+#[test]
+fn root_filesystem_needs_an_executable_init() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = small_root(dir);
+    check_root_filesystem(&root).unwrap();
+
+    // sbin/init alone, through a symlink, is enough.
+    std::fs::remove_file(root.join("init")).unwrap();
+    check_root_filesystem(&root).unwrap();
+
+    // An absolute link target means inside the root, not on the host.
+    std::fs::remove_file(root.join("sbin/init")).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", root.join("sbin/init")).unwrap();
+    check_root_filesystem(&root).unwrap();
+    std::fs::remove_file(root.join("bin/sh")).unwrap();
+    assert_eq!(
+        check_root_filesystem(&root).unwrap_err().to_string(),
+        format!(
+            "`{root}` is not a root filesystem: it has no executable `init` or `sbin/init`: \
+             `sbin/init` is a symlink to `/bin/sh`, but `/bin/sh` does not exist in the root"
+        )
+    );
+    std::fs::remove_file(root.join("sbin/init")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../usr/bin/env", root.join("sbin/init")).unwrap();
+    assert_eq!(
+        check_root_filesystem(&root).unwrap_err().to_string(),
+        format!(
+            "`{root}` is not a root filesystem: it has no executable `init` or `sbin/init`: \
+             `sbin/init` is a symlink to `../../../../../../usr/bin/env`, but `/usr/bin/env` \
+             does not exist in the root"
+        )
+    );
+
+    std::fs::write(root.join("init"), "#!/bin/sh\n").unwrap();
+    set_mode(&root.join("init"), 0o644);
+    assert_eq!(
+        check_root_filesystem(&root).unwrap_err().to_string(),
+        format!(
+            "`{root}` is not a root filesystem: it has no executable `init` or `sbin/init`: \
+             `init` is not executable (mode 644); `sbin/init` is a symlink to \
+             `../../../../../../usr/bin/env`, but `/usr/bin/env` does not exist in the root"
+        )
+    );
+
+    let empty = dir.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_eq!(
+        check_root_filesystem(&empty).unwrap_err().to_string(),
+        format!(
+            "`{empty}` is not a root filesystem: it has neither `init` nor `sbin/init`, one of \
+             which must be an executable"
+        )
+    );
+    std::fs::create_dir(empty.join("init")).unwrap();
+    assert_eq!(
+        check_root_filesystem(&empty).unwrap_err().to_string(),
+        format!(
+            "`{empty}` is not a root filesystem: it has no executable `init` or `sbin/init`: \
+             `init` is not a regular file"
+        )
+    );
+    assert_eq!(
+        check_root_filesystem(&dir.join("nowhere"))
+            .unwrap_err()
+            .to_string(),
+        format!(
+            "`{}` is not a root filesystem: cannot read it: No such file or directory (os error 2)",
+            dir.join("nowhere")
+        )
+    );
+}
