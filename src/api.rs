@@ -119,6 +119,7 @@ pub fn register(engine: &mut Engine) {
         p.names_in(&p.packages()).into_iter().map(Dynamic::from).collect()
     });
     engine.register_fn("source", |c: &mut Ctx| lift(c.source().map(|p| p.to_string())));
+    engine.register_fn("source_of", |c: &mut Ctx, name: &str| lift(c.source_of(name).map(|p| p.to_string())));
     engine.register_fn("setup", |c: &mut Ctx| lift(c.setup().map(|p| Dir { ctx: c.clone(), path: p })));
     engine.register_fn("work_dir", |c: &mut Ctx, n: &str| lift(c.work_dir(n).map(|p| Dir { ctx: c.clone(), path: p })));
     engine.register_fn("dir", |c: &mut Ctx, p: &str| -> RhaiResult<Dir> {
@@ -241,6 +242,11 @@ pub fn register(engine: &mut Engine) {
         let minis = strings(&minis, "the miniconfig list")?;
         let make_args = strings(&make_args, "make's arguments")?;
         lift(allnoconfig(d, &minis, &make_args))
+    });
+
+    engine.register_fn("shrink_config", |d: &mut Dir, full: &str, out: &str, make_args: Array| -> RhaiResult<String> {
+        let make_args = strings(&make_args, "make's arguments")?;
+        lift(shrink_config(d, full, out, make_args))
     });
 
     // --- images
@@ -415,6 +421,19 @@ fn allnoconfig(d: &Dir, minis: &[String], make_args: &[String]) -> PrimResult<()
         missing.len(),
         list.join("\n")
     ))
+}
+
+/// Shrink the full `.config` at `full` to a miniconfig, expanding with the
+/// tree in `d` (out of tree in `out`); returns the miniconfig's text.
+fn shrink_config(d: &Dir, full: &str, out: &str, make_args: Vec<String>) -> PrimResult<String> {
+    let full = d.ctx.readable(full)?;
+    let out = d.ctx.writable(out)?;
+    let cfg = crate::kconfig::DotConfig::parse_file(&full).map_err(|e| format!("{e}"))?;
+    let ctx = d.ctx.clone();
+    let run = move |argv: &[String], cwd: &Utf8Path| ctx.run_cmd(cwd, argv.to_vec(), BTreeMap::new());
+    let mut expander = crate::kconfig::make_expander(&d.path, &out, make_args, run);
+    let mini = crate::kconfig::shrink(&cfg, &mut expander).map_err(|e| format!("{e}"))?;
+    Ok(mini.render())
 }
 
 /// A QEMU invocation from a script's map: `#{ binary, args, log }`. User

@@ -600,6 +600,23 @@ impl Ctx {
     /// out of tree, or use `ctx.setup()` for a private copy).
     pub fn source(&self) -> PrimResult<Utf8PathBuf> {
         let pkg = self.current_package()?;
+        self.source_of_package(&pkg)
+    }
+
+    /// The same for any package, by name (for stages that only read a
+    /// source, such as `rhbuild miniconfig`).
+    pub fn source_of(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        let pkg = match self.run.package(name) {
+            Ok(p) => p,
+            Err(e) => {
+                self.run.keep_failure(e);
+                return Err(format!("package `{name}` could not be loaded"));
+            }
+        };
+        self.source_of_package(&pkg)
+    }
+
+    fn source_of_package(&self, pkg: &Package) -> PrimResult<Utf8PathBuf> {
         let run = &self.run;
         if let Some(p) = run.overrides.get(&pkg.name).cloned() {
             run.warn_override(&pkg.name, &p);
@@ -610,16 +627,16 @@ impl Ctx {
                 return Ok(p);
             }
             let key = crate::checksum::sha256_bytes(id.as_bytes());
-            return self.unpacked(&pkg, &p, &key);
+            return self.unpacked(pkg, &p, &key);
         }
-        let fetched = fetch_packages(run, std::slice::from_ref(&pkg)).and_then(|_| {
+        let fetched = fetch_packages(run, std::slice::from_ref(pkg)).and_then(|_| {
             run.cache.cached(&pkg.spec()).ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
         })?;
         let origin = &pkg.origins[fetched.origin];
         let id = format!("{}:{}", pkg.version, pkg.origins.iter().map(|o| o.expected.short()).collect::<Vec<_>>().join(","));
         self.frame.inputs.lock().unwrap().sources.insert(pkg.name.clone(), id);
         let key_text = format!("{}:{:?}", fetched.path.file_name().unwrap_or(""), origin.expected);
-        self.unpacked(&pkg, &fetched.path, &crate::checksum::sha256_bytes(key_text.as_bytes()))
+        self.unpacked(pkg, &fetched.path, &crate::checksum::sha256_bytes(key_text.as_bytes()))
     }
 
     /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,

@@ -34,14 +34,17 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     if !config.is_file() {
         return Err(msg(format!("no file `{}`", args.config)));
     }
-    let out = args.output.as_ref().map(|o| crate::project::absolute(o));
-    let mut set = vec![format!("MINICONFIG_INPUT={config}")];
-    if let Some(o) = &out {
-        set.push(format!("MINICONFIG_OUTPUT={o}"));
-    }
+    // The script reads and writes inside the build directory only.
+    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
+    let tmp = build_dir.join(&args.arch).join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| msg(format!("cannot create `{tmp}`: {e}")))?;
+    let input = tmp.join("miniconfig-input.config");
+    let output = tmp.join("miniconfig-output.config");
+    std::fs::copy(&config, &input).map_err(|e| msg(format!("cannot copy `{config}`: {e}")))?;
+    let _ = std::fs::remove_file(&output);
+    let set = vec![format!("MINICONFIG_INPUT={input}"), format!("MINICONFIG_OUTPUT={output}")];
     let cli_settings = crate::settings::Settings::parse_pairs(&set).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     let overrides = super::run::parse_sources(&args.source).map_err(msg)?;
-    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
     let cfg = crate::stage::RunConfig {
         arch: args.arch.clone(),
         build_dir,
@@ -53,5 +56,15 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     let interrupt = crate::interrupt::Interrupt::from_signals().map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
     let run = crate::stage::Run::new(engine, cfg, interrupt).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     run.run_script(&rel).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    let text = std::fs::read_to_string(&output).map_err(|e| msg(format!("cannot read `{output}`: {e}")))?;
+    match &args.output {
+        Some(o) => {
+            let o = crate::project::absolute(o);
+            let part = camino::Utf8PathBuf::from(format!("{o}.part"));
+            std::fs::write(&part, &text).and_then(|_| std::fs::rename(&part, &o)).map_err(|e| msg(format!("cannot write `{o}`: {e}")))?;
+            eprintln!("wrote {} symbols to {o}", text.lines().filter(|l| l.starts_with("CONFIG_") || l.starts_with("# CONFIG_")).count());
+        }
+        None => print!("{text}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
