@@ -97,8 +97,9 @@ pub fn register(engine: &mut Engine) {
 
     // --- ctx: stages and packages
     engine.register_fn("stage", |c: &mut Ctx, name: &str| lift(c.stage(name).map(|p| p.to_string())));
-    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name, Map::new())));
-    engine.register_fn("build", |c: &mut Ctx, name: &str, opts: Map| lift(c.build(name, opts)));
+    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name, "build", Map::new())));
+    engine.register_fn("build", |c: &mut Ctx, name: &str, opts: Map| lift(c.build(name, "build", opts)));
+    engine.register_fn("build", |c: &mut Ctx, name: &str, step: &str, opts: Map| lift(c.build(name, step, opts)));
     engine.register_get("opts", |c: &mut Ctx| c.frame.opts.clone());
     engine.register_get("rhbuild", |c: &mut Ctx| {
         let _ = c;

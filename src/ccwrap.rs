@@ -92,7 +92,9 @@ pub fn mode_of(name: &str, args: &[String]) -> Mode {
             continue;
         }
         match a.as_str() {
-            "-c" | "-S" | "-E" | "-M" | "-MM" => m.compile_only = true,
+            // `-r` is a partial link (busybox links its built-in.o files
+            // that way): no start files, no libraries.
+            "-c" | "-S" | "-E" | "-M" | "-MM" | "-r" => m.compile_only = true,
             "-nostdinc" => m.nostdinc = true,
             "-nostdlib" => m.nostdlib = true,
             "-nostartfiles" => m.nostartfiles = true,
@@ -270,6 +272,14 @@ mod tests {
         let m = mode_of("x-gcc", &args);
         let out = rewrite(&cfg(), Path::new("/tc"), &m, &args);
         assert_eq!(out, s(&["-fplugin=/tc/lib/p.so", "-nostdinc", "-nostdlib", "-c", "k.c"]));
+    }
+
+    #[test]
+    fn partial_links_get_no_start_files() {
+        let args = s(&["-nostdlib", "-r", "-o", "built-in.o", "a.o", "b.o"]);
+        let m = mode_of("x-gcc", &args);
+        let out = rewrite(&cfg(), Path::new("/tc"), &m, &args);
+        assert!(!out.iter().any(|a| a.ends_with("crt1.o") || a == "-lc" || a == "-static"), "{out:?}");
     }
 
     #[test]

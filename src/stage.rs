@@ -520,7 +520,7 @@ impl Ctx {
     }
 
     /// Run `packages/<name>.rhai`'s `build(ctx)` with its own log.
-    pub fn build(&self, name: &str, opts: rhai::Map) -> PrimResult<()> {
+    pub fn build(&self, name: &str, step: &str, opts: rhai::Map) -> PrimResult<()> {
         let pkg = match self.run.package(name) {
             Ok(p) => p,
             Err(e) => {
@@ -528,10 +528,14 @@ impl Ctx {
                 return Err(format!("package `{name}` could not be loaded"));
             }
         };
-        if !pkg.buildable {
+        if step == "build" && !pkg.buildable {
             return Err(format!("package `{name}` has no `fn build(ctx)` in `{}`", pkg.file));
         }
-        println!("=== {} ({} {})", name, self.run.arch(), self.frame.stage);
+        if step == "build" {
+            println!("=== {} ({} {})", name, self.run.arch(), self.frame.stage);
+        } else {
+            println!("=== {name} {step} ({} {})", self.run.arch(), self.frame.stage);
+        }
         let started = Instant::now();
         {
             let mut inputs = self.frame.inputs.lock().unwrap();
@@ -548,7 +552,11 @@ impl Ctx {
                 }
             }
         }
-        let log = self.run.logs_dir().join(format!("{name}.log"));
+        let log = if step == "build" {
+            self.run.logs_dir().join(format!("{name}.log"))
+        } else {
+            self.run.logs_dir().join(format!("{name}-{step}.log"))
+        };
         let _ = std::fs::create_dir_all(self.run.logs_dir());
         let _ = std::fs::write(&log, "");
         let frame = Arc::new(Frame {
@@ -570,7 +578,10 @@ impl Ctx {
             }
         };
         let mut scope = rhai::Scope::new();
-        let r: Result<rhai::Dynamic, _> = engine.engine.call_fn(&mut scope, &ast, "build", (child,));
+        if !ast.iter_functions().any(|f| f.name == step && f.params.len() == 1) {
+            return Err(format!("package `{name}` has no `fn {step}(ctx)` in `{}`", pkg.file));
+        }
+        let r: Result<rhai::Dynamic, _> = engine.engine.call_fn(&mut scope, &ast, step, (child,));
         if let Err(e) = r {
             let err = self.run.take_failure().unwrap_or_else(|| engine.eval_error(&pkg.file, &e));
             self.run.keep_failure(err);
