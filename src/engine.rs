@@ -222,6 +222,11 @@ pub fn exported_consts(ast: &AST) -> Vec<ExportedConst<'_>> {
         .collect()
 }
 
+/// Whether a script exports `name` as the literal `true`.
+pub fn literal_true(ast: &AST, name: &str) -> bool {
+    exported_consts(ast).into_iter().any(|c| c.name == name && matches!(c.expr, rhai::Expr::BoolConstant(true, _)))
+}
+
 /// A script's literal string constant `name`, if it exports one.
 pub fn literal_const(ast: &AST, name: &str) -> Option<String> {
     exported_consts(ast).into_iter().find(|c| c.name == name).and_then(|c| match c.expr {

@@ -67,6 +67,9 @@ pub struct Frame {
     pub unverified: Arc<Mutex<Vec<String>>>,
     /// What the stage passed to a package build (`ctx.build(name, opts)`).
     pub opts: rhai::Map,
+    /// The stage's own `bin/`, first in PATH, for stages that export
+    /// `tools = true` (host-tools, cross-compiler): they use what they make.
+    pub own_bin: Option<Utf8PathBuf>,
 }
 
 /// The value scripts know as `ctx`.
@@ -147,12 +150,12 @@ impl Run {
 
     /// The airlock commands run in: PATH holds only `build/<arch>/host/bin`
     /// and the cross compiler's `bin`.
-    /// A stage's own `bin` (while it is being built) comes first, so a
-    /// stage can use the tools it just made.
+    /// A tool stage's own `bin` (while it is being built) comes first, so
+    /// it can use the tools it just made.
     pub fn airlock(&self, own: Option<&Utf8Path>, env: BTreeMap<String, String>) -> Airlock {
         let mut path = Vec::new();
         if let Some(o) = own {
-            path.push(o.join("bin"));
+            path.push(o.to_owned());
         }
         path.push(self.arch_dir().join("host/bin"));
         path.push(self.arch_dir().join("cross-compiler/bin"));
@@ -188,6 +191,7 @@ impl Run {
             inputs: Arc::new(Mutex::new(Inputs::default())),
             unverified: Arc::new(Mutex::new(Vec::new())),
             opts: rhai::Map::new(),
+            own_bin: None,
         })
     }
 
@@ -272,7 +276,12 @@ impl Run {
             std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| io("create", &tmp, e))?;
-        let frame = self.new_frame(name, Some(tmp.clone()), name);
+        let mut frame = self.new_frame(name, Some(tmp.clone()), name);
+        if crate::engine::literal_true(&self.engine.compile(rel, &ctx_scope_template())?, "tools") {
+            if let Some(f) = Arc::get_mut(&mut frame) {
+                f.own_bin = Some(tmp.join("bin"));
+            }
+        }
         let _ = std::fs::write(&frame.log, "");
         {
             let mut inputs = frame.inputs.lock().unwrap();
@@ -567,6 +576,7 @@ impl Ctx {
             inputs: self.frame.inputs.clone(),
             unverified: self.frame.unverified.clone(),
             opts,
+            own_bin: self.frame.own_bin.clone(),
         });
         let child = Ctx { run: self.run.clone(), frame };
         let engine = &self.run.engine;
@@ -721,13 +731,13 @@ impl Ctx {
     /// Run a command in the airlock, in `cwd`, logging to this frame's log.
     pub fn run_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<()> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(self.frame.out.as_deref(), BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
+        self.run.airlock(self.frame.own_bin.as_deref(), BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
     }
 
     /// Run a command in the airlock and return its standard output.
     pub fn output_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<String> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(self.frame.out.as_deref(), BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
+        self.run.airlock(self.frame.own_bin.as_deref(), BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
     }
 
     fn command(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<airlock::Command> {

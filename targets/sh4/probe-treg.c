@@ -10,7 +10,9 @@
  * It prints "probe-treg: OK" and exits 0 when check() was compiled
  * correctly, otherwise prints "probe-treg: MISCOMPILED" and exits 1.
  *
- * Build and run (see RECIPE.md):
+ * probe-cflags: -nostdlib -ffreestanding
+ *
+ * Build and run by hand:
  *   sh4-linux-gnu-gcc -O2 -static -nostdlib -ffreestanding -o probe probe-treg.c
  *   qemu-sh4-static ./probe            # -> MISCOMPILED, exit 1
  *   sh4-linux-gnu-gcc -O2 -fplugin=$PWD/treg_combine.so -static -nostdlib \
