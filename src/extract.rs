@@ -187,7 +187,8 @@ pub fn extract(archive: &Utf8Path, dest: &Utf8Path) -> Result<(), ExtractError> 
             }
         })?;
         if strip.is_some() {
-            fs::remove_dir(&staging).map_err(|e| ctx.io("removing directory", &staging, e))?;
+            // `dest` is complete already; an empty leftover is harmless.
+            let _ = fs::remove_dir(&staging);
         }
         Ok(())
     });

@@ -517,3 +517,46 @@ fn device_nodes_and_fifos_are_refused() {
         assert!(msg.contains(word), "{msg}");
     }
 }
+
+#[test]
+fn pax_global_header_is_skipped_and_later_entries_replace_earlier_ones() {
+    let (_tmp, dir) = tempdir();
+    let comment = b"52 comment=0123456789abcdef0123456789abcdef01234567\n";
+    let archive = Tarball::new()
+        .raw(
+            EntryType::XGlobalHeader,
+            "pax_global_header",
+            "",
+            0o666,
+            comment,
+        )
+        .file("pkg/f", 0o644, "old")
+        .file("pkg/f", 0o755, "new")
+        .symlink("pkg/l", "f")
+        .file("pkg/l", 0o644, "file wins")
+        .write(&dir.join("t.tar"), Compression::None);
+    let dest = dir.join("dest");
+    extract(&archive, &dest).unwrap();
+    assert_eq!(listing(&dest), ["f", "l"]);
+    assert_eq!(fs::read_to_string(dest.join("f")).unwrap(), "new");
+    let mode = fs::metadata(dest.join("f")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert!(fs::symlink_metadata(dest.join("l")).unwrap().is_file());
+}
+
+#[test]
+fn hard_link_to_a_symlink_is_the_same_symlink() {
+    let (_tmp, dir) = tempdir();
+    let archive = Tarball::new()
+        .file("pkg/sub/f", 0o644, "f")
+        .symlink("pkg/sub/l", "f")
+        .hard_link("pkg/sub/l2", "pkg/sub/l")
+        .write(&dir.join("t.tar"), Compression::None);
+    let dest = dir.join("nested/deeper/dest");
+    extract(&archive, &dest).unwrap();
+    assert_eq!(
+        fs::read_link(dest.join("sub/l2")).unwrap().to_str(),
+        Some("f")
+    );
+    assert_eq!(fs::read_to_string(dest.join("sub/l2")).unwrap(), "f");
+}
