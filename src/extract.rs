@@ -100,7 +100,7 @@ pub enum ExtractError {
         reason: String,
     },
     #[error(
-        "cannot read `{archive}` as a {compression} tarball: {source} (is the file complete? fetch it again); `{dest}` was not created"
+        "cannot read `{archive}` ({compression}) as a tarball: {source} (is the file complete? fetch it again); `{dest}` was not created"
     )]
     Corrupt {
         archive: Utf8PathBuf,
@@ -187,7 +187,8 @@ pub fn extract(archive: &Utf8Path, dest: &Utf8Path) -> Result<(), ExtractError> 
             }
         })?;
         if strip.is_some() {
-            fs::remove_dir(&staging).map_err(|e| ctx.io("removing directory", &staging, e))?;
+            // `dest` is complete already; an empty leftover is harmless.
+            let _ = fs::remove_dir(&staging);
         }
         Ok(())
     });
@@ -524,7 +525,7 @@ impl<'a> Unpacker<'a> {
             return Ok(());
         }
         let raw = entry.path_bytes().into_owned();
-        let rel = self.normalize(&raw, &raw, "")?;
+        let rel = self.normalize(&raw, &raw, false)?;
         if rel.is_empty() {
             // The archive's own top (`./`).
             return Ok(());
@@ -569,16 +570,20 @@ impl<'a> Unpacker<'a> {
     }
 
     /// The path relative to the archive's top, without `.` or empty
-    /// components; refuses absolute paths and `..`. `what` names the role
-    /// of `path` in messages ("" for the entry's own name).
-    fn normalize(&self, raw: &[u8], path: &[u8], what: &str) -> Result<Vec<u8>, ExtractError> {
+    /// components; refuses absolute paths and `..`. `hard_link` is set when
+    /// `path` is the target of a hard link rather than the entry's name.
+    fn normalize(&self, raw: &[u8], path: &[u8], hard_link: bool) -> Result<Vec<u8>, ExtractError> {
+        let shown = String::from_utf8_lossy(path);
         if path.starts_with(b"/") {
             return Err(self.ctx.refuse(
                 raw,
-                format!(
-                    "{what}has the absolute path `{}` (entries must lie inside the destination)",
-                    String::from_utf8_lossy(path)
-                ),
+                if hard_link {
+                    format!(
+                        "is a hard link to the absolute path `{shown}`, outside the destination"
+                    )
+                } else {
+                    "is an absolute path (entries must lie inside the destination)".to_string()
+                },
             ));
         }
         let mut rel = Vec::with_capacity(path.len());
@@ -588,10 +593,11 @@ impl<'a> Unpacker<'a> {
                 b".." => {
                     return Err(self.ctx.refuse(
                         raw,
-                        format!(
-                            "{what}climbs out of the destination with `..` in `{}`",
-                            String::from_utf8_lossy(path)
-                        ),
+                        if hard_link {
+                            format!("is a hard link to `{shown}`, which climbs out of the destination with `..`")
+                        } else {
+                            "climbs out of the destination with `..`".to_string()
+                        },
                     ));
                 }
                 _ => {
@@ -783,7 +789,7 @@ impl<'a> Unpacker<'a> {
         target: Vec<u8>,
         mtime: u64,
     ) -> Result<(), ExtractError> {
-        let to = self.normalize(raw, &target, "is a hard link that ")?;
+        let to = self.normalize(raw, &target, true)?;
         if to.is_empty() {
             return Err(self
                 .ctx

@@ -1,7 +1,267 @@
-//! STUB (replaced on merge)
+//! Applying a package's patches to its extracted source with GNU `patch`.
+//!
+//! Each patch is tried with `--dry-run` first, so a patch that does not
+//! apply changes nothing; the error names the patch file and every hunk that
+//! failed (file, hunk number, line). `patch` runs with a cleared environment
+//! except `PATH`, never asks questions, and leaves no `.orig` or `.rej`
+//! files behind.
+
 use camino::{Utf8Path, Utf8PathBuf};
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("patch stub")]
-pub struct PatchError;
-pub fn list_patches(_dir: &Utf8Path) -> std::io::Result<Vec<Utf8PathBuf>> { Ok(vec![]) }
-pub fn apply_patches(_src: &Utf8Path, patches: &[Utf8PathBuf], _log: &Utf8Path) -> Result<(), PatchError> { if patches.is_empty() { Ok(()) } else { Err(PatchError) } }
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+
+/// The `*.patch` files in `dir`, sorted by name; empty when `dir` does not
+/// exist. Hidden files (editor leftovers such as `.#x.patch`) and
+/// directories are not listed.
+pub fn list_patches(dir: &Utf8Path) -> io::Result<Vec<Utf8PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut patches = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "patch file name {:?} in `{dir}` is not UTF-8 (rename it)",
+                    entry.file_name()
+                ),
+            ));
+        };
+        if !name.ends_with(".patch") || name.starts_with('.') {
+            continue;
+        }
+        let path = dir.join(name);
+        if fs::metadata(&path)?.is_file() {
+            patches.push(path);
+        }
+    }
+    patches.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(patches)
+}
+
+/// A hunk that `patch` could not apply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailedHunk {
+    /// The file being patched, as `patch` named it (relative to the source).
+    pub file: String,
+    pub hunk: u32,
+    /// The line where `patch` expected the hunk.
+    pub line: u32,
+}
+
+impl fmt::Display for FailedHunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "hunk #{} of `{}` (at line {})",
+            self.hunk, self.file, self.line
+        )
+    }
+}
+
+/// Why patching stopped. Patches before the failing one stay applied; the
+/// failing one changed nothing unless `DoesNotApply::dry_run_passed` says
+/// the real run failed after a clean dry run.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error(
+        "patch `{patch}` does not apply to `{src}`: {}{} (refresh the patch against this source, or remove it); `patch -p1` said:\n{output}",
+        describe(failed),
+        if *dry_run_passed { " (the dry run had passed: the source may be partly patched)" } else { "" }
+    )]
+    DoesNotApply {
+        patch: Utf8PathBuf,
+        src: Utf8PathBuf,
+        failed: Vec<FailedHunk>,
+        dry_run_passed: bool,
+        output: String,
+    },
+    #[error(
+        "cannot run `patch` for `{patch}`: {source} (install GNU patch: `apt-get install patch`)"
+    )]
+    ToolMissing {
+        patch: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot patch `{src}`: it is not a directory ({source})")]
+    NoSource {
+        src: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read patch `{patch}`: {source}")]
+    NoPatch {
+        patch: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot append to log `{log}`: {source}")]
+    Log {
+        log: Utf8PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn describe(failed: &[FailedHunk]) -> String {
+    if failed.is_empty() {
+        return "no hunk was reported as failed, see the output below".to_string();
+    }
+    let hunks: Vec<String> = failed.iter().map(ToString::to_string).collect();
+    format!("{} failed", hunks.join(", "))
+}
+
+/// Apply `patches` in order to `src` with `patch -p1`, each first tried with
+/// `--dry-run` so that a patch that does not apply changes nothing. Stops at
+/// the first failure, whose error names the patch file and the hunks that
+/// failed, with `patch`'s output. The output of every patch is appended to
+/// `log` (created if needed).
+pub fn apply_patches(
+    src: &Utf8Path,
+    patches: &[Utf8PathBuf],
+    log: &Utf8Path,
+) -> Result<(), PatchError> {
+    match fs::metadata(src) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(PatchError::NoSource {
+                src: src.to_owned(),
+                source: io::Error::from(io::ErrorKind::NotADirectory),
+            });
+        }
+        Err(source) => {
+            return Err(PatchError::NoSource {
+                src: src.to_owned(),
+                source,
+            });
+        }
+    }
+    for patch in patches {
+        let absolute = std::path::absolute(patch).map_err(|source| PatchError::NoPatch {
+            patch: patch.clone(),
+            source,
+        })?;
+        if let Err(source) = fs::File::open(&absolute) {
+            return Err(PatchError::NoPatch {
+                patch: patch.clone(),
+                source,
+            });
+        }
+        for dry_run in [true, false] {
+            let (ok, output) =
+                run_patch(src, &absolute, dry_run).map_err(|source| PatchError::ToolMissing {
+                    patch: patch.clone(),
+                    source,
+                })?;
+            if !dry_run || !ok {
+                append_log(log, patch, &output)?;
+            }
+            if !ok {
+                return Err(PatchError::DoesNotApply {
+                    patch: patch.clone(),
+                    src: src.to_owned(),
+                    failed: failed_hunks(&output),
+                    dry_run_passed: !dry_run,
+                    output,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Run `patch -p1` in `src`; returns whether it succeeded, and its output
+/// (standard output and error, interleaved).
+fn run_patch(src: &Utf8Path, patch: &std::path::Path, dry_run: bool) -> io::Result<(bool, String)> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-p1".into(),
+        // Never ask; never take a patch for a reversed one.
+        "--force".into(),
+        "--no-backup-if-mismatch".into(),
+        "--reject-file=-".into(),
+        "--input".into(),
+        patch.as_os_str().to_owned(),
+    ];
+    if dry_run {
+        args.push("--dry-run".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let out = duct::cmd("patch", args)
+        .dir(src)
+        .full_env([("PATH", path)])
+        .stdin_null()
+        .stderr_to_stdout()
+        .stdout_capture()
+        .unchecked()
+        .run()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    ))
+}
+
+fn append_log(log: &Utf8Path, patch: &Utf8Path, output: &str) -> Result<(), PatchError> {
+    let fail = |source| PatchError::Log {
+        log: log.to_owned(),
+        source,
+    };
+    if let Some(parent) = log.parent().filter(|p| !p.as_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(fail)?;
+    let mut text = format!("=== patch -p1 < {patch}\n{output}");
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    file.write_all(text.as_bytes()).map_err(fail)
+}
+
+/// The hunks `patch` reported as failed: `Hunk #N FAILED at L.` lines,
+/// attributed to the file named by the `patching file F` (or, in a dry
+/// run, `checking file F`) line before them.
+pub fn failed_hunks(output: &str) -> Vec<FailedHunk> {
+    let mut file = String::new();
+    let mut failed = Vec::new();
+    for line in output.lines() {
+        if let Some(name) = line
+            .strip_prefix("patching file ")
+            .or_else(|| line.strip_prefix("checking file "))
+        {
+            file = unquote(name.trim()).to_string();
+        } else if let Some(rest) = line.strip_prefix("Hunk #") {
+            let Some((hunk, rest)) = rest.split_once(' ') else {
+                continue;
+            };
+            let Some(at) = rest.strip_prefix("FAILED at ") else {
+                continue;
+            };
+            let digits: String = at.chars().take_while(char::is_ascii_digit).collect();
+            if let (Ok(hunk), Ok(line)) = (hunk.parse(), digits.parse()) {
+                failed.push(FailedHunk {
+                    file: file.clone(),
+                    hunk,
+                    line,
+                });
+            }
+        }
+    }
+    failed
+}
+
+/// `patch` quotes names holding spaces or quotes shell-style: `'a b'`.
+fn unquote(name: &str) -> &str {
+    name.strip_prefix('\'')
+        .and_then(|n| n.strip_suffix('\''))
+        .unwrap_or(name)
+}

@@ -4,8 +4,10 @@ mod util;
 
 mod airlock;
 mod check;
+mod extract;
 mod fetch;
 mod http_server;
 mod image;
 mod kconfig;
+mod patch;
 mod qemu;
