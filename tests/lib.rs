@@ -11,3 +11,4 @@ mod image;
 mod kconfig;
 mod patch;
 mod qemu;
+mod pipeline;

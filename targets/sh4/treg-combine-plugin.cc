@@ -11,6 +11,10 @@
 // SH-specific RTL pass sh_treg_combine2.  Everything built with it (libc,
 // busybox, the kernel) then misbehaves in subtle ways -- Debian's own sh4
 // libc.a already contains such code, which is why rhbuild uses musl.
+// Debian's sh4 crtbeginT.o (frame_dummy) and libgcc.a (__fixunsdfdi and the
+// other float->integer helpers: an "x >= C" test, fcmp/gt + fcmp/eq, is
+// folded into a single branch of the wrong sense) are affected too, so
+// anything linked for sh4 must avoid them or rebuild them with this plugin.
 //
 // The obvious workaround, -fdisable-rtl-sh_treg_combine2, is refused: the SH
 // backend registers these passes (sh_treg_combine1/2/3) dynamically, after

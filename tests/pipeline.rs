@@ -1,0 +1,188 @@
+//! The main job, end to end: from pinned sources to an sh4 system that
+//! boots under QEMU, with Debian's cross compiler and QEMU, and the kernel
+//! from Debian's linux-source-6.1. The build is shared by the tests here
+//! (one build directory under the cargo target dir, one test at a time).
+//!
+//! Needs: gcc-sh4-linux-gnu, gcc-12-plugin-dev-sh4-linux-gnu,
+//! qemu-system-misc, qemu-user-static, linux-source-6.1, and Debian's
+//! archive with deb-src (busybox and musl come from their Debian origins
+//! where upstream is out of reach). `tools/install-deps` installs them.
+
+use crate::util::{Output, require_tool};
+use camino::Utf8PathBuf;
+use std::process::Command;
+use std::sync::Mutex;
+
+const LINUX_SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
+
+/// One pipeline test at a time: they share the build directory.
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn build_dir() -> Utf8PathBuf {
+    Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("pipeline-build")
+}
+
+fn require_tools() {
+    require_tool("sh4-linux-gnu-gcc", "gcc-sh4-linux-gnu");
+    require_tool("qemu-system-sh4", "qemu-system-misc");
+    require_tool("qemu-sh4-static", "qemu-user-static");
+    assert!(
+        std::path::Path::new(LINUX_SOURCE).is_file(),
+        "this test needs {LINUX_SOURCE}: apt-get install linux-source-6.1"
+    );
+}
+
+/// `rhbuild ARGS --arch sh4 --source linux=... --build-dir ...` on this
+/// repository's scripts.
+fn rhbuild(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
+    cmd.args(args)
+        .args(["--arch", "sh4", "-j", "2", "--source"])
+        .arg(format!("linux={LINUX_SOURCE}"))
+        .arg("--build-dir")
+        .arg(build_dir().as_str())
+        .current_dir(crate::util::repo_root())
+        .env("NO_COLOR", "1")
+        .env_remove("ARCH");
+    cmd
+}
+
+fn run(mut cmd: Command) -> Output {
+    let o = cmd.output().expect("run rhbuild");
+    Output {
+        status: o.status,
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+fn show(o: &Output) -> String {
+    format!("status {}\n--- stdout\n{}\n--- stderr\n{}", o.status, o.stdout, o.stderr)
+}
+
+#[test]
+fn sh4_builds_boots_and_passes_the_smoketest() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let o = run(rhbuild(&["run", "scripts/smoketest.rhai"]));
+    assert!(o.status.success(), "smoketest failed\n{}", show(&o));
+    assert!(o.stdout.contains("smoketest passed: sh4"), "{}", show(&o));
+    assert!(
+        o.stderr.contains("`linux` comes from `/usr/src/linux-source-6.1.tar.xz` (--source), which nobody verified"),
+        "{}",
+        show(&o)
+    );
+
+    // The image directory holds what a user needs without rhbuild.
+    let image = build_dir().join("sh4/system-image");
+    for f in ["zImage", "initramfs.cpio.gz", "run-emulator.sh", "manifest.json"] {
+        assert!(image.join(f).is_file(), "{f} missing from {image}");
+    }
+    let manifest = std::fs::read_to_string(image.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"linux-kernel\""), "{manifest}");
+    let kernel_manifest = std::fs::read_to_string(build_dir().join("sh4/linux-kernel/manifest.json")).unwrap();
+    assert!(kernel_manifest.contains("\"unverified\": [\n    \"linux\""), "{kernel_manifest}");
+
+    // Nothing changed: every stage is skipped.
+    let again = run(rhbuild(&["run", "scripts/system-image.rhai"]));
+    assert!(again.status.success(), "{}", show(&again));
+    for stage in ["host-tools", "cross-compiler", "root-filesystem", "linux-kernel", "system-image"] {
+        assert!(again.stdout.contains(&format!("--- {stage} (sh4): up to date")), "{stage} was not skipped\n{}", show(&again));
+    }
+    assert!(!again.stdout.contains("==="), "something was rebuilt\n{}", show(&again));
+}
+
+#[test]
+fn a_lost_miniconfig_symbol_stops_the_kernel_build_and_is_named() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    // A board file that asks for a symbol this kernel does not have, in a
+    // copy of the project so the real one is untouched.
+    let p = crate::util::TestProject::copy_of_repo();
+    let board = p.read("targets/sh4/linux.config");
+    p.write("targets/sh4/linux.config", &format!("{board}\n# no such driver\nCONFIG_RHBUILD_NO_SUCH_DRIVER=y\n"));
+    let mut cmd = rhbuild(&["run", "scripts/linux-kernel.rhai"]);
+    cmd.current_dir(&p.root);
+    let o = run(cmd);
+    assert!(!o.status.success(), "{}", show(&o));
+    let lines = board.lines().count();
+    assert!(
+        o.stderr.contains(&format!(
+            "CONFIG_RHBUILD_NO_SUCH_DRIVER=y (targets/sh4/linux.config:{}) is not set",
+            lines + 2
+        )),
+        "{}",
+        show(&o)
+    );
+    assert!(o.stderr.contains("did not survive `make allnoconfig`"), "{}", show(&o));
+}
+
+#[test]
+fn a_kernel_that_never_reaches_the_prompt_fails_the_smoketest_with_the_console_tail() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    // The kernel looks for an init that is not there, panics, and (panic=1,
+    // -no-reboot) QEMU exits: the smoketest must report it, not hang.
+    let o = run(rhbuild(&[
+        "run",
+        "scripts/smoketest.rhai",
+        "--set",
+        "KERNEL_EXTRA=rdinit=/no-such-init",
+        "--set",
+        "SMOKETEST_TIMEOUT=60",
+    ]));
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(o.stderr.contains("Type exit when done."), "the error names what it waited for\n{}", show(&o));
+    assert!(o.stderr.contains("no-such-init"), "the console tail is shown\n{}", show(&o));
+    assert!(o.stderr.contains("smoketest-console.log"), "the console log's path is named\n{}", show(&o));
+}
+
+#[test]
+fn interrupting_a_stage_leaves_nothing_that_looks_finished() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    // A fresh build directory whose host-tools are done; interrupt the
+    // cross-compiler stage while musl builds.
+    let dir = build_dir().with_file_name("pipeline-interrupt");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = rhbuild(&["run", "scripts/cross-compiler.rhai"]);
+    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let mut cmd2 = Command::new(cmd.get_program());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--build-dir" {
+            it.next();
+            cmd2.args(["--build-dir", dir.as_str()]);
+        } else {
+            cmd2.arg(a);
+        }
+    }
+    cmd2.current_dir(crate::util::repo_root()).env("NO_COLOR", "1").env_remove("ARCH");
+    cmd2.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd = cmd2;
+    let mut child = cmd.spawn().unwrap();
+    // Wait until musl is being built (its log has grown), then Ctrl-C.
+    let log = dir.join("sh4/logs/musl.log");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) < 2000 {
+        assert!(start.elapsed().as_secs() < 600, "musl never started building");
+        assert!(child.try_wait().unwrap().is_none(), "rhbuild ended before musl built");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("sh4/cross-compiler").exists(), "an interrupted stage left its output");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.join("sh4"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary outputs left behind: {leftovers:?}");
+    // The stage before it is still complete and still up to date.
+    assert!(dir.join("sh4/host/manifest.json").is_file());
+    let _ = std::fs::remove_dir_all(&dir);
+}
