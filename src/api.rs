@@ -14,7 +14,10 @@ use std::time::Duration;
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 
 fn fail(msg: impl Into<String>) -> Box<EvalAltResult> {
-    Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(msg.into()), Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        Dynamic::from(msg.into()),
+        Position::NONE,
+    ))
 }
 
 fn lift<T>(r: PrimResult<T>) -> RhaiResult<T> {
@@ -28,7 +31,10 @@ fn strings(a: &Array, what: &str) -> RhaiResult<Vec<String>> {
             if v.is_string() || v.is_int() || v.is_float() || v.is_bool() {
                 Ok(v.to_string())
             } else {
-                Err(fail(format!("{what} must hold strings, found a `{}`", v.type_name())))
+                Err(fail(format!(
+                    "{what} must hold strings, found a `{}`",
+                    v.type_name()
+                )))
             }
         })
         .collect()
@@ -40,7 +46,10 @@ fn env_map(m: &Map) -> RhaiResult<BTreeMap<String, String>> {
             if v.is_string() || v.is_int() || v.is_bool() {
                 Ok((k.to_string(), v.to_string()))
             } else {
-                Err(fail(format!("environment variable `{k}` must be a string, found a `{}`", v.type_name())))
+                Err(fail(format!(
+                    "environment variable `{k}` must be a string, found a `{}`",
+                    v.type_name()
+                )))
             }
         })
         .collect()
@@ -61,9 +70,14 @@ pub struct Console {
 }
 
 impl Console {
-    fn with<T>(&self, f: impl FnOnce(&mut crate::qemu::QemuConsole) -> Result<T, crate::qemu::QemuError>) -> RhaiResult<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut crate::qemu::QemuConsole) -> Result<T, crate::qemu::QemuError>,
+    ) -> RhaiResult<T> {
         let mut g = self.inner.lock().unwrap();
-        let c = g.as_mut().ok_or_else(|| fail("the emulator was already stopped"))?;
+        let c = g
+            .as_mut()
+            .ok_or_else(|| fail("the emulator was already stopped"))?;
         f(c).map_err(|e| fail(format!("{e}")))
     }
 }
@@ -88,27 +102,52 @@ pub fn register(engine: &mut Engine) {
     engine.register_get("arch_dir", |c: &mut Ctx| c.run.arch_dir().to_string());
     engine.register_get("log", |c: &mut Ctx| c.frame.log.to_string());
     engine.register_get("out", |c: &mut Ctx| lift(c.out().map(|p| p.to_string())));
-    engine.register_get("package", |c: &mut Ctx| lift(c.current_package().map(|p| p.name)));
-    engine.register_get("version", |c: &mut Ctx| lift(c.current_package().map(|p| p.version)));
+    engine.register_get("package", |c: &mut Ctx| {
+        lift(c.current_package().map(|p| p.name))
+    });
+    engine.register_get("version", |c: &mut Ctx| {
+        lift(c.current_package().map(|p| p.version))
+    });
     engine.register_fn("setting", |c: &mut Ctx, k: &str| lift(c.setting(k)));
-    engine.register_fn("setting", |c: &mut Ctx, k: &str, d: &str| c.setting_or(k, d));
-    engine.register_fn("target_file", |c: &mut Ctx, n: &str| lift(c.target_file(n).map(|p| p.to_string())));
-    engine.register_fn("project_file", |c: &mut Ctx, n: &str| lift(c.project_file(n).map(|p| p.to_string())));
+    engine.register_fn("setting", |c: &mut Ctx, k: &str, d: &str| {
+        c.setting_or(k, d)
+    });
+    engine.register_fn("target_file", |c: &mut Ctx, n: &str| {
+        lift(c.target_file(n).map(|p| p.to_string()))
+    });
+    engine.register_fn("project_file", |c: &mut Ctx, n: &str| {
+        lift(c.project_file(n).map(|p| p.to_string()))
+    });
 
     // --- ctx: stages and packages
-    engine.register_fn("stage", |c: &mut Ctx, name: &str| lift(c.stage(name).map(|p| p.to_string())));
-    engine.register_fn("build", |c: &mut Ctx, name: &str| lift(c.build(name, "build", Map::new())));
-    engine.register_fn("build", |c: &mut Ctx, name: &str, opts: Map| lift(c.build(name, "build", opts)));
-    engine.register_fn("build", |c: &mut Ctx, name: &str, step: &str, opts: Map| lift(c.build(name, step, opts)));
+    engine.register_fn("stage", |c: &mut Ctx, name: &str| {
+        lift(c.stage(name).map(|p| p.to_string()))
+    });
+    engine.register_fn("build", |c: &mut Ctx, name: &str| {
+        lift(c.build(name, "build", Map::new()))
+    });
+    engine.register_fn("build", |c: &mut Ctx, name: &str, opts: Map| {
+        lift(c.build(name, "build", opts))
+    });
+    engine.register_fn("build", |c: &mut Ctx, name: &str, step: &str, opts: Map| {
+        lift(c.build(name, step, opts))
+    });
     engine.register_get("opts", |c: &mut Ctx| c.frame.opts.clone());
     engine.register_get("rhbuild", |c: &mut Ctx| {
         let _ = c;
-        std::env::current_exe().map(|p| p.to_string_lossy().to_string()).unwrap_or_default()
+        std::env::current_exe()
+            .map(|p| p.to_string_lossy().to_string())
+            .unwrap_or_default()
     });
     engine.register_fn("which", |c: &mut Ctx, name: &str| -> RhaiResult<String> {
         let p = crate::stage::resolve_host_tool(name)
             .ok_or_else(|| fail(format!("host program `{name}` not found in PATH")))?;
-        c.frame.inputs.lock().unwrap().tools.insert(p.to_string(), p.to_string());
+        c.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .tools
+            .insert(p.to_string(), p.to_string());
         Ok(p.to_string())
     });
     engine.register_fn("fetch", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
@@ -117,32 +156,79 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("packages", |c: &mut Ctx| -> Array {
         let p = &c.run.engine.project;
-        p.names_in(&p.packages()).into_iter().map(Dynamic::from).collect()
+        p.names_in(&p.packages())
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
     });
-    engine.register_fn("source", |c: &mut Ctx| lift(c.source().map(|p| p.to_string())));
-    engine.register_fn("source_of", |c: &mut Ctx, name: &str| lift(c.source_of(name).map(|p| p.to_string())));
-    engine.register_fn("setup", |c: &mut Ctx| lift(c.setup().map(|p| Dir { ctx: c.clone(), path: p })));
-    engine.register_fn("work_dir", |c: &mut Ctx, n: &str| lift(c.work_dir(n).map(|p| Dir { ctx: c.clone(), path: p })));
+    engine.register_fn("source", |c: &mut Ctx| {
+        lift(c.source().map(|p| p.to_string()))
+    });
+    engine.register_fn("source_of", |c: &mut Ctx, name: &str| {
+        lift(c.source_of(name).map(|p| p.to_string()))
+    });
+    engine.register_fn("setup", |c: &mut Ctx| {
+        lift(c.setup().map(|p| Dir {
+            ctx: c.clone(),
+            path: p,
+        }))
+    });
+    engine.register_fn("work_dir", |c: &mut Ctx, n: &str| {
+        lift(c.work_dir(n).map(|p| Dir {
+            ctx: c.clone(),
+            path: p,
+        }))
+    });
     engine.register_fn("dir", |c: &mut Ctx, p: &str| -> RhaiResult<Dir> {
         let path = lift(c.readable(p))?;
-        Ok(Dir { ctx: c.clone(), path })
+        Ok(Dir {
+            ctx: c.clone(),
+            path,
+        })
     });
-    engine.register_fn("host_tools", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
-        let names = strings(&names, "host_tools's list")?;
-        lift(c.host_tools(&names, &[]).map(|_| ()))
-    });
-    engine.register_fn("host_tools", |c: &mut Ctx, names: Array, optional: Array| -> RhaiResult<Array> {
-        let names = strings(&names, "host_tools's list")?;
-        let optional = strings(&optional, "host_tools's optional list")?;
-        lift(c.host_tools(&names, &optional).map(|m| m.into_iter().map(Dynamic::from).collect()))
-    });
+    engine.register_fn(
+        "host_tools",
+        |c: &mut Ctx, names: Array| -> RhaiResult<()> {
+            let names = strings(&names, "host_tools's list")?;
+            lift(c.host_tools(&names, &[]).map(|_| ()))
+        },
+    );
+    engine.register_fn(
+        "host_tools",
+        |c: &mut Ctx, names: Array, optional: Array| -> RhaiResult<Array> {
+            let names = strings(&names, "host_tools's list")?;
+            let optional = strings(&optional, "host_tools's optional list")?;
+            lift(
+                c.host_tools(&names, &optional)
+                    .map(|m| m.into_iter().map(Dynamic::from).collect()),
+            )
+        },
+    );
 
     // --- paths (plain text operations)
-    engine.register_fn("file_name", |p: &str| Utf8Path::new(p).file_name().unwrap_or("").to_string());
-    engine.register_fn("file_stem", |p: &str| Utf8Path::new(p).file_stem().unwrap_or("").to_string());
-    engine.register_fn("parent", |p: &str| Utf8Path::new(p).parent().map(|p| p.to_string()).unwrap_or_default());
-    engine.register_fn("join", |a: Array, sep: &str| a.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(sep));
-    engine.register_fn("words", |s: &str| -> Array { s.split_whitespace().map(|w| Dynamic::from(w.to_string())).collect() });
+    engine.register_fn("file_name", |p: &str| {
+        Utf8Path::new(p).file_name().unwrap_or("").to_string()
+    });
+    engine.register_fn("file_stem", |p: &str| {
+        Utf8Path::new(p).file_stem().unwrap_or("").to_string()
+    });
+    engine.register_fn("parent", |p: &str| {
+        Utf8Path::new(p)
+            .parent()
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    });
+    engine.register_fn("join", |a: Array, sep: &str| {
+        a.iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(sep)
+    });
+    engine.register_fn("words", |s: &str| -> Array {
+        s.split_whitespace()
+            .map(|w| Dynamic::from(w.to_string()))
+            .collect()
+    });
 
     // --- ctx: files (writes only inside the build directory)
     engine.register_fn("exists", |c: &mut Ctx, p: &str| {
@@ -154,79 +240,122 @@ pub fn register(engine: &mut Engine) {
         let p = lift(c.writable(p))?;
         std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))
     });
-    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str| write_file(c, p, text, None));
-    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str, mode: i64| write_file(c, p, text, Some(mode)));
+    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str| {
+        write_file(c, p, text, None)
+    });
+    engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str, mode: i64| {
+        write_file(c, p, text, Some(mode))
+    });
     engine.register_fn("read", |c: &mut Ctx, p: &str| -> RhaiResult<String> {
         let p = lift(c.readable(p))?;
         std::fs::read_to_string(&p).map_err(|e| fail(format!("cannot read `{p}`: {e}")))
     });
-    engine.register_fn("symlink", |c: &mut Ctx, target: &str, link: &str| -> RhaiResult<()> {
-        let link = lift(c.writable(link))?;
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(target, &link).map_err(|e| fail(format!("cannot create the link `{link}` -> `{target}`: {e}")))
-    });
-    engine.register_fn("copy", |c: &mut Ctx, from: &str, to: &str| -> RhaiResult<()> {
-        let from = lift(c.readable(from))?;
-        let to = lift(c.writable(to))?;
-        copy_into(&from, &to)
-    });
-    engine.register_fn("chmod", |c: &mut Ctx, p: &str, mode: i64| -> RhaiResult<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let p = lift(c.writable(p))?;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode as u32))
-            .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))
-    });
+    engine.register_fn(
+        "symlink",
+        |c: &mut Ctx, target: &str, link: &str| -> RhaiResult<()> {
+            let link = lift(c.writable(link))?;
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(target, &link).map_err(|e| {
+                fail(format!(
+                    "cannot create the link `{link}` -> `{target}`: {e}"
+                ))
+            })
+        },
+    );
+    engine.register_fn(
+        "copy",
+        |c: &mut Ctx, from: &str, to: &str| -> RhaiResult<()> {
+            let from = lift(c.readable(from))?;
+            let to = lift(c.writable(to))?;
+            copy_into(&from, &to)
+        },
+    );
+    engine.register_fn(
+        "chmod",
+        |c: &mut Ctx, p: &str, mode: i64| -> RhaiResult<()> {
+            use std::os::unix::fs::PermissionsExt;
+            let p = lift(c.writable(p))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode as u32))
+                .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))
+        },
+    );
     engine.register_fn("remove", |c: &mut Ctx, p: &str| -> RhaiResult<()> {
         let p = lift(c.writable(p))?;
-        let r = if p.is_dir() && !p.is_symlink() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        let r = if p.is_dir() && !p.is_symlink() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
         match r {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(fail(format!("cannot remove `{p}`: {e}"))),
         }
     });
-    engine.register_fn("fail", |_c: &mut Ctx, msg: &str| -> RhaiResult<()> { Err(fail(msg.to_string())) });
+    engine.register_fn("fail", |_c: &mut Ctx, msg: &str| -> RhaiResult<()> {
+        Err(fail(msg.to_string()))
+    });
 
     // --- ctx: commands outside a Dir
-    engine.register_fn("run", |c: &mut Ctx, cwd: &str, argv: Array| -> RhaiResult<()> {
-        let argv = strings(&argv, "the command")?;
-        let cwd = lift(c.readable(cwd))?;
-        lift(c.run_cmd(&cwd, argv, BTreeMap::new()))
-    });
+    engine.register_fn(
+        "run",
+        |c: &mut Ctx, cwd: &str, argv: Array| -> RhaiResult<()> {
+            let argv = strings(&argv, "the command")?;
+            let cwd = lift(c.readable(cwd))?;
+            lift(c.run_cmd(&cwd, argv, BTreeMap::new()))
+        },
+    );
 
     // --- Dir
     engine.register_get("path", |d: &mut Dir| d.path.to_string());
-    engine.register_fn("file", |d: &mut Dir, rel: &str| d.path.join(rel).to_string());
+    engine.register_fn("file", |d: &mut Dir, rel: &str| {
+        d.path.join(rel).to_string()
+    });
     engine.register_fn("to_string", |d: &mut Dir| d.path.to_string());
-    engine.register_fn("exists", |d: &mut Dir, rel: &str| d.path.join(rel).symlink_metadata().is_ok());
+    engine.register_fn("exists", |d: &mut Dir, rel: &str| {
+        d.path.join(rel).symlink_metadata().is_ok()
+    });
     engine.register_fn("run", |d: &mut Dir, argv: Array| -> RhaiResult<()> {
         let argv = strings(&argv, "the command")?;
         lift(d.ctx.run_cmd(&d.path, argv, BTreeMap::new()))
     });
-    engine.register_fn("run", |d: &mut Dir, argv: Array, env: Map| -> RhaiResult<()> {
-        let argv = strings(&argv, "the command")?;
-        let env = env_map(&env)?;
-        lift(d.ctx.run_cmd(&d.path, argv, env))
-    });
+    engine.register_fn(
+        "run",
+        |d: &mut Dir, argv: Array, env: Map| -> RhaiResult<()> {
+            let argv = strings(&argv, "the command")?;
+            let env = env_map(&env)?;
+            lift(d.ctx.run_cmd(&d.path, argv, env))
+        },
+    );
     engine.register_fn("output", |d: &mut Dir, argv: Array| -> RhaiResult<String> {
         let argv = strings(&argv, "the command")?;
-        lift(d.ctx.output_cmd(&d.path, argv, BTreeMap::new()).map(|o| o.trim().to_string()))
+        lift(
+            d.ctx
+                .output_cmd(&d.path, argv, BTreeMap::new())
+                .map(|o| o.trim().to_string()),
+        )
     });
     engine.register_fn("make", |d: &mut Dir, args: Array| -> RhaiResult<()> {
         let mut argv = vec!["make".to_string()];
         argv.extend(strings(&args, "make's arguments")?);
         lift(d.ctx.run_cmd(&d.path, argv, BTreeMap::new()))
     });
-    engine.register_fn("make", |d: &mut Dir, args: Array, env: Map| -> RhaiResult<()> {
-        let mut argv = vec!["make".to_string()];
-        argv.extend(strings(&args, "make's arguments")?);
-        let env = env_map(&env)?;
-        lift(d.ctx.run_cmd(&d.path, argv, env))
-    });
+    engine.register_fn(
+        "make",
+        |d: &mut Dir, args: Array, env: Map| -> RhaiResult<()> {
+            let mut argv = vec!["make".to_string()];
+            argv.extend(strings(&args, "make's arguments")?);
+            let env = env_map(&env)?;
+            lift(d.ctx.run_cmd(&d.path, argv, env))
+        },
+    );
     engine.register_fn("dir", |d: &mut Dir, rel: &str| -> RhaiResult<Dir> {
         let p = d.path.join(rel);
         std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))?;
-        Ok(Dir { ctx: d.ctx.clone(), path: p })
+        Ok(Dir {
+            ctx: d.ctx.clone(),
+            path: p,
+        })
     });
 
     // --- kconfig
@@ -235,54 +364,88 @@ pub fn register(engine: &mut Engine) {
         lift(kconfig_set(Utf8Path::new(path), &symbols))
     });
     kconfig.set_native_fn("get", |path: &str, symbol: &str| -> RhaiResult<Dynamic> {
-        let cfg = crate::kconfig::DotConfig::parse_file(Utf8Path::new(path)).map_err(|e| fail(format!("{e}")))?;
-        Ok(cfg.get(symbol.trim_start_matches("CONFIG_")).map(|v| Dynamic::from(v.to_string())).unwrap_or(Dynamic::UNIT))
+        let cfg = crate::kconfig::DotConfig::parse_file(Utf8Path::new(path))
+            .map_err(|e| fail(format!("{e}")))?;
+        Ok(cfg
+            .get(symbol.trim_start_matches("CONFIG_"))
+            .map(|v| Dynamic::from(v.to_string()))
+            .unwrap_or(Dynamic::UNIT))
     });
     engine.register_static_module("kconfig", kconfig.into());
-    engine.register_fn("allnoconfig", |d: &mut Dir, minis: Array, make_args: Array| -> RhaiResult<()> {
-        let minis = strings(&minis, "the miniconfig list")?;
-        let make_args = strings(&make_args, "make's arguments")?;
-        lift(allnoconfig(d, &minis, &make_args))
-    });
+    engine.register_fn(
+        "allnoconfig",
+        |d: &mut Dir, minis: Array, make_args: Array| -> RhaiResult<()> {
+            let minis = strings(&minis, "the miniconfig list")?;
+            let make_args = strings(&make_args, "make's arguments")?;
+            lift(allnoconfig(d, &minis, &make_args))
+        },
+    );
 
-    engine.register_fn("shrink_config", |d: &mut Dir, full: &str, out: &str, make_args: Array| -> RhaiResult<String> {
-        let make_args = strings(&make_args, "make's arguments")?;
-        lift(shrink_config(d, full, out, make_args))
-    });
+    engine.register_fn(
+        "shrink_config",
+        |d: &mut Dir, full: &str, out: &str, make_args: Array| -> RhaiResult<String> {
+            let make_args = strings(&make_args, "make's arguments")?;
+            lift(shrink_config(d, full, out, make_args))
+        },
+    );
 
     // --- images
-    engine.register_fn("check_root_filesystem", |c: &mut Ctx, root: &str| -> RhaiResult<()> {
-        let root = lift(c.readable(root))?;
-        crate::image::check_root_filesystem(&root).map_err(|e| fail(format!("{e}")))
-    });
-    engine.register_fn("initramfs", |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
-        let root = lift(c.readable(root))?;
-        let out = lift(c.writable(out))?;
-        let mtime = c.run.settings.get("SOURCE_DATE_EPOCH").and_then(|s| s.parse().ok());
-        crate::image::write_initramfs(&root, &out, mtime).map_err(|e| fail(format!("{e}")))
-    });
-    engine.register_fn("squashfs", |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
-        let root = lift(c.readable(root))?;
-        let out = lift(c.writable(out))?;
-        crate::image::write_squashfs(&root, &out).map_err(|e| fail(format!("{e}")))
-    });
-    engine.register_fn("ext2", |c: &mut Ctx, root: &str, out: &str, megs: i64| -> RhaiResult<()> {
-        let root = lift(c.readable(root))?;
-        let out = lift(c.writable(out))?;
-        let size = (megs > 0).then_some(megs as u64);
-        crate::image::write_ext2(&root, &out, size).map_err(|e| fail(format!("{e}")))
-    });
-    engine.register_fn("blank_ext2", |c: &mut Ctx, out: &str, megs: i64| -> RhaiResult<()> {
-        let out = lift(c.writable(out))?;
-        crate::image::create_blank_ext2(&out, megs.max(1) as u64).map_err(|e| fail(format!("{e}")))
-    });
+    engine.register_fn(
+        "check_root_filesystem",
+        |c: &mut Ctx, root: &str| -> RhaiResult<()> {
+            let root = lift(c.readable(root))?;
+            crate::image::check_root_filesystem(&root).map_err(|e| fail(format!("{e}")))
+        },
+    );
+    engine.register_fn(
+        "initramfs",
+        |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
+            let root = lift(c.readable(root))?;
+            let out = lift(c.writable(out))?;
+            let mtime = c
+                .run
+                .settings
+                .get("SOURCE_DATE_EPOCH")
+                .and_then(|s| s.parse().ok());
+            crate::image::write_initramfs(&root, &out, mtime).map_err(|e| fail(format!("{e}")))
+        },
+    );
+    engine.register_fn(
+        "squashfs",
+        |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
+            let root = lift(c.readable(root))?;
+            let out = lift(c.writable(out))?;
+            crate::image::write_squashfs(&root, &out).map_err(|e| fail(format!("{e}")))
+        },
+    );
+    engine.register_fn(
+        "ext2",
+        |c: &mut Ctx, root: &str, out: &str, megs: i64| -> RhaiResult<()> {
+            let root = lift(c.readable(root))?;
+            let out = lift(c.writable(out))?;
+            let size = (megs > 0).then_some(megs as u64);
+            crate::image::write_ext2(&root, &out, size).map_err(|e| fail(format!("{e}")))
+        },
+    );
+    engine.register_fn(
+        "blank_ext2",
+        |c: &mut Ctx, out: &str, megs: i64| -> RhaiResult<()> {
+            let out = lift(c.writable(out))?;
+            crate::image::create_blank_ext2(&out, megs.max(1) as u64)
+                .map_err(|e| fail(format!("{e}")))
+        },
+    );
 
     // --- qemu
     engine.register_fn("boot", |c: &mut Ctx, spec: Map| -> RhaiResult<Console> {
         let spec = lift(qemu_spec(c, &spec))?;
         let log = spec.console_log.clone();
-        let console = crate::qemu::QemuConsole::spawn(&spec, c.run.interrupt.clone()).map_err(|e| fail(format!("{e}")))?;
-        Ok(Console { inner: Arc::new(Mutex::new(Some(console))), log })
+        let console = crate::qemu::QemuConsole::spawn(&spec, c.run.interrupt.clone())
+            .map_err(|e| fail(format!("{e}")))?;
+        Ok(Console {
+            inner: Arc::new(Mutex::new(Some(console))),
+            log,
+        })
     });
     engine.register_fn("emulate", |c: &mut Ctx, spec: Map| -> RhaiResult<i64> {
         let spec = lift(qemu_spec(c, &spec))?;
@@ -290,16 +453,31 @@ pub fn register(engine: &mut Engine) {
         Ok(status.code().unwrap_or(-1) as i64)
     });
     engine.register_get("log", |c: &mut Console| c.log.to_string());
-    engine.register_fn("expect", |c: &mut Console, pat: &str, timeout: i64| -> RhaiResult<String> { c.with(|q| q.expect(pat, secs(timeout))) });
-    engine.register_fn("send", |c: &mut Console, line: &str| c.with(|q| q.send_line(line)));
-    engine.register_fn("command", |c: &mut Console, line: &str, prompt: &str, timeout: i64| -> RhaiResult<String> {
-        c.with(|q| q.run(line, prompt, secs(timeout)))
+    engine.register_fn(
+        "expect",
+        |c: &mut Console, pat: &str, timeout: i64| -> RhaiResult<String> {
+            c.with(|q| q.expect(pat, secs(timeout)))
+        },
+    );
+    engine.register_fn("send", |c: &mut Console, line: &str| {
+        c.with(|q| q.send_line(line))
     });
-    engine.register_fn("wait_exit", |c: &mut Console, timeout: i64| -> RhaiResult<i64> {
-        let st = c.with(|q| q.wait_exit(secs(timeout)))?;
-        Ok(st.code().unwrap_or(-1) as i64)
+    engine.register_fn(
+        "command",
+        |c: &mut Console, line: &str, prompt: &str, timeout: i64| -> RhaiResult<String> {
+            c.with(|q| q.run(line, prompt, secs(timeout)))
+        },
+    );
+    engine.register_fn(
+        "wait_exit",
+        |c: &mut Console, timeout: i64| -> RhaiResult<i64> {
+            let st = c.with(|q| q.wait_exit(secs(timeout)))?;
+            Ok(st.code().unwrap_or(-1) as i64)
+        },
+    );
+    engine.register_fn("tail", |c: &mut Console, n: i64| {
+        c.with(|q| Ok(q.tail(n.max(0) as usize)))
     });
-    engine.register_fn("tail", |c: &mut Console, n: i64| c.with(|q| Ok(q.tail(n.max(0) as usize))));
     engine.register_fn("stop", |c: &mut Console| {
         if let Some(mut q) = c.inner.lock().unwrap().take() {
             q.kill();
@@ -311,7 +489,8 @@ fn write_file(c: &mut Ctx, p: &str, text: &str, mode: Option<i64>) -> RhaiResult
     use std::os::unix::fs::PermissionsExt;
     let p = lift(c.writable(p))?;
     if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
     }
     std::fs::write(&p, text).map_err(|e| fail(format!("cannot write `{p}`: {e}")))?;
     if let Some(m) = mode {
@@ -325,7 +504,8 @@ fn write_file(c: &mut Ctx, p: &str, text: &str, mode: Option<i64>) -> RhaiResult
 /// merges its contents (as an overlay does).
 fn copy_into(from: &Utf8Path, to: &Utf8Path) -> RhaiResult<()> {
     if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
     }
     if from.is_dir() && to.is_dir() {
         let status = std::process::Command::new("cp")
@@ -334,7 +514,11 @@ fn copy_into(from: &Utf8Path, to: &Utf8Path) -> RhaiResult<()> {
             .arg(to.as_str())
             .status()
             .map_err(|e| fail(format!("cannot run `cp`: {e}")))?;
-        return if status.success() { Ok(()) } else { Err(fail(format!("copying `{from}` over `{to}` failed"))) };
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(fail(format!("copying `{from}` over `{to}` failed")))
+        };
     }
     lift(crate::stage::copy_tree(from, to))
 }
@@ -347,17 +531,30 @@ fn kconfig_set(path: &Utf8Path, symbols: &Map) -> PrimResult<()> {
     for (k, v) in symbols {
         let sym = k.trim_start_matches("CONFIG_").to_string();
         let line = if v.is_bool() {
-            if v.as_bool().unwrap_or(false) { format!("CONFIG_{sym}=y") } else { format!("# CONFIG_{sym} is not set") }
+            if v.as_bool().unwrap_or(false) {
+                format!("CONFIG_{sym}=y")
+            } else {
+                format!("# CONFIG_{sym} is not set")
+            }
         } else if v.is_int() {
             format!("CONFIG_{sym}={v}")
         } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
             if s == "y" || s == "m" || s == "n" {
-                if s == "n" { format!("# CONFIG_{sym} is not set") } else { format!("CONFIG_{sym}={s}") }
+                if s == "n" {
+                    format!("# CONFIG_{sym} is not set")
+                } else {
+                    format!("CONFIG_{sym}={s}")
+                }
             } else {
-                format!("CONFIG_{sym}=\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+                format!(
+                    "CONFIG_{sym}=\"{}\"",
+                    s.replace('\\', "\\\\").replace('"', "\\\"")
+                )
             }
         } else {
-            return Err(format!("kconfig::set: `{k}` must be true, false, a number or a string"));
+            return Err(format!(
+                "kconfig::set: `{k}` must be true, false, a number or a string"
+            ));
         };
         wanted.insert(sym, line);
     }
@@ -366,7 +563,10 @@ fn kconfig_set(path: &Utf8Path, symbols: &Map) -> PrimResult<()> {
         let sym = l
             .strip_prefix("CONFIG_")
             .and_then(|r| r.split('=').next())
-            .or_else(|| l.strip_prefix("# CONFIG_").and_then(|r| r.strip_suffix(" is not set")));
+            .or_else(|| {
+                l.strip_prefix("# CONFIG_")
+                    .and_then(|r| r.strip_suffix(" is not set"))
+            });
         match sym.and_then(|s| wanted.remove(s)) {
             Some(newline) => out.push_str(&newline),
             None => out.push_str(l),
@@ -389,7 +589,12 @@ fn allnoconfig(d: &Dir, minis: &[String], make_args: &[String]) -> PrimResult<()
         files.push(d.ctx.readable(m)?);
     }
     let mini = crate::kconfig::Miniconfig::parse_files(&files).map_err(|e| format!("{e}"))?;
-    let merged = d.ctx.run.arch_dir().join("tmp").join(format!("{}.miniconfig", d.ctx.frame.stage));
+    let merged = d
+        .ctx
+        .run
+        .arch_dir()
+        .join("tmp")
+        .join(format!("{}.miniconfig", d.ctx.frame.stage));
     std::fs::create_dir_all(merged.parent().unwrap()).map_err(|e| e.to_string())?;
     std::fs::write(&merged, mini.render()).map_err(|e| format!("cannot write `{merged}`: {e}"))?;
     let mut argv = vec!["make".to_string()];
@@ -405,7 +610,8 @@ fn allnoconfig(d: &Dir, minis: &[String], make_args: &[String]) -> PrimResult<()
             if o.is_absolute() { o } else { d.path.join(o) }
         })
         .unwrap_or_else(|| d.path.clone());
-    let cfg = crate::kconfig::DotConfig::parse_file(&out_dir.join(".config")).map_err(|e| format!("{e}"))?;
+    let cfg = crate::kconfig::DotConfig::parse_file(&out_dir.join(".config"))
+        .map_err(|e| format!("{e}"))?;
     let missing = crate::kconfig::missing(&mini, &cfg);
     if missing.is_empty() {
         return Ok(());
@@ -413,8 +619,18 @@ fn allnoconfig(d: &Dir, minis: &[String], make_args: &[String]) -> PrimResult<()
     let list: Vec<String> = missing
         .iter()
         .map(|(e, found)| {
-            let shown = if found == "n" { "is not set".to_string() } else { format!("is {found}") };
-            format!("  CONFIG_{}={} ({}:{}) {shown}", e.symbol, e.value, d.ctx.run.engine.project.relative(&e.file), e.line)
+            let shown = if found == "n" {
+                "is not set".to_string()
+            } else {
+                format!("is {found}")
+            };
+            format!(
+                "  CONFIG_{}={} ({}:{}) {shown}",
+                e.symbol,
+                e.value,
+                d.ctx.run.engine.project.relative(&e.file),
+                e.line
+            )
         })
         .collect();
     Err(format!(
@@ -431,7 +647,8 @@ fn shrink_config(d: &Dir, full: &str, out: &str, make_args: Vec<String>) -> Prim
     let out = d.ctx.writable(out)?;
     let cfg = crate::kconfig::DotConfig::parse_file(&full).map_err(|e| format!("{e}"))?;
     let ctx = d.ctx.clone();
-    let run = move |argv: &[String], cwd: &Utf8Path| ctx.run_cmd(cwd, argv.to_vec(), BTreeMap::new());
+    let run =
+        move |argv: &[String], cwd: &Utf8Path| ctx.run_cmd(cwd, argv.to_vec(), BTreeMap::new());
     let mut expander = crate::kconfig::make_expander(&d.path, &out, make_args, run);
     let mini = crate::kconfig::shrink(&cfg, &mut expander).map_err(|e| format!("{e}"))?;
     Ok(mini.render())
@@ -441,7 +658,10 @@ fn shrink_config(d: &Dir, full: &str, out: &str, make_args: Vec<String>) -> Prim
 /// networking must be restricted: a guest may reach only the host's
 /// loopback through explicit forwards.
 fn qemu_spec(c: &Ctx, m: &Map) -> PrimResult<crate::qemu::QemuSpec> {
-    let binary = m.get("binary").map(|v| v.to_string()).ok_or("the QEMU map needs `binary`")?;
+    let binary = m
+        .get("binary")
+        .map(|v| v.to_string())
+        .ok_or("the QEMU map needs `binary`")?;
     let args = m
         .get("args")
         .and_then(|v| v.clone().try_cast::<Array>())
@@ -449,7 +669,12 @@ fn qemu_spec(c: &Ctx, m: &Map) -> PrimResult<crate::qemu::QemuSpec> {
     let args: Vec<String> = args.iter().map(|v| v.to_string()).collect();
     for (i, a) in args.iter().enumerate() {
         let is_netdev = i > 0 && (args[i - 1] == "-netdev" || args[i - 1] == "-nic");
-        if is_netdev && a.starts_with("user") && !a.split(',').any(|o| o == "restrict=on" || o == "restrict=yes") {
+        if is_netdev
+            && a.starts_with("user")
+            && !a
+                .split(',')
+                .any(|o| o == "restrict=on" || o == "restrict=yes")
+        {
             return Err(format!(
                 "QEMU user networking `{a}` must say `restrict=on`: the guest may reach only the host's loopback through explicit guestfwd/hostfwd rules"
             ));
@@ -460,7 +685,14 @@ fn qemu_spec(c: &Ctx, m: &Map) -> PrimResult<crate::qemu::QemuSpec> {
     }
     let log = match m.get("log") {
         Some(l) => c.writable(&l.to_string())?,
-        None => c.run.logs_dir().join(format!("{}-console.log", c.frame.stage)),
+        None => c
+            .run
+            .logs_dir()
+            .join(format!("{}-console.log", c.frame.stage)),
     };
-    Ok(crate::qemu::QemuSpec { binary, args, console_log: log })
+    Ok(crate::qemu::QemuSpec {
+        binary,
+        args,
+        console_log: log,
+    })
 }

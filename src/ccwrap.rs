@@ -49,7 +49,10 @@ impl Config {
                 continue;
             }
             let Some((k, v)) = line.split_once('=') else {
-                return Err(format!("ccwrap.conf line {}: expected key=value, found `{line}`", n + 1));
+                return Err(format!(
+                    "ccwrap.conf line {}: expected key=value, found `{line}`",
+                    n + 1
+                ));
             };
             let v = v.replace("$ROOT", &root);
             match k.trim() {
@@ -83,7 +86,10 @@ pub struct Mode {
 }
 
 pub fn mode_of(name: &str, args: &[String]) -> Mode {
-    let mut m = Mode { cxx: name.ends_with("++"), ..Mode::default() };
+    let mut m = Mode {
+        cxx: name.ends_with("++"),
+        ..Mode::default()
+    };
     let mut inputs = 0;
     let mut skip_next = false;
     for a in args {
@@ -100,9 +106,8 @@ pub fn mode_of(name: &str, args: &[String]) -> Mode {
             "-nostartfiles" => m.nostartfiles = true,
             "-nodefaultlibs" => m.nodefaultlibs = true,
             "-shared" => m.shared = true,
-            "-o" | "-x" | "-include" | "-isystem" | "-I" | "-L" | "-MF" | "-MT" | "-MQ" | "-Xlinker" | "-T" => {
-                skip_next = true
-            }
+            "-o" | "-x" | "-include" | "-isystem" | "-I" | "-L" | "-MF" | "-MT" | "-MQ"
+            | "-Xlinker" | "-T" => skip_next = true,
             "-v" | "--version" | "-dumpversion" | "-dumpmachine" | "--help" => m.query = true,
             s if s.starts_with("-print-") => m.query = true,
             s if !s.starts_with('-') => inputs += 1,
@@ -183,7 +188,9 @@ fn invoked_path(argv0: &str) -> Option<PathBuf> {
         return Some(PathBuf::from(argv0));
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(argv0)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(argv0))
+        .find(|p| p.is_file())
 }
 
 /// When rhbuild runs under a compiler's name, act as the wrapper and never
@@ -192,11 +199,16 @@ pub fn dispatch() -> Option<ExitCode> {
     let mut argv = std::env::args_os();
     let argv0 = argv.next()?.to_string_lossy().to_string();
     let name = Path::new(&argv0).file_name()?.to_string_lossy().to_string();
-    let is_compiler = ["-gcc", "-cc", "-g++", "-c++"].iter().any(|s| name.ends_with(s)) || ["cc", "gcc", "c++", "g++"].contains(&name.as_str());
+    let is_compiler = ["-gcc", "-cc", "-g++", "-c++"]
+        .iter()
+        .any(|s| name.ends_with(s))
+        || ["cc", "gcc", "c++", "g++"].contains(&name.as_str());
     if !is_compiler {
         return None;
     }
-    let args: Vec<String> = argv.map(|a: OsString| a.to_string_lossy().to_string()).collect();
+    let args: Vec<String> = argv
+        .map(|a: OsString| a.to_string_lossy().to_string())
+        .collect();
     let fail = |m: String| {
         eprintln!("{name} (rhbuild compiler wrapper): {m}");
         Some(ExitCode::from(2))
@@ -205,7 +217,10 @@ pub fn dispatch() -> Option<ExitCode> {
         return fail(format!("cannot find where `{argv0}` was run from"));
     };
     let Some(root) = path.parent().and_then(Path::parent).map(Path::to_path_buf) else {
-        return fail(format!("`{}` is not inside a toolchain's bin/", path.display()));
+        return fail(format!(
+            "`{}` is not inside a toolchain's bin/",
+            path.display()
+        ));
     };
     let root = std::path::absolute(&root).unwrap_or(root);
     let conf = root.join("ccwrap.conf");
@@ -239,7 +254,11 @@ mod tests {
     }
 
     fn cfg() -> Config {
-        Config::parse("cc=/usr/bin/x-gcc\nlibgcc=/gcc\nflags=-fplugin=$ROOT/lib/p.so\n", Path::new("/tc")).unwrap()
+        Config::parse(
+            "cc=/usr/bin/x-gcc\nlibgcc=/gcc\nflags=-fplugin=$ROOT/lib/p.so\n",
+            Path::new("/tc"),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -271,7 +290,16 @@ mod tests {
         let args = s(&["-nostdinc", "-nostdlib", "-c", "k.c"]);
         let m = mode_of("x-gcc", &args);
         let out = rewrite(&cfg(), Path::new("/tc"), &m, &args);
-        assert_eq!(out, s(&["-fplugin=/tc/lib/p.so", "-nostdinc", "-nostdlib", "-c", "k.c"]));
+        assert_eq!(
+            out,
+            s(&[
+                "-fplugin=/tc/lib/p.so",
+                "-nostdinc",
+                "-nostdlib",
+                "-c",
+                "k.c"
+            ])
+        );
     }
 
     #[test]
@@ -279,7 +307,11 @@ mod tests {
         let args = s(&["-nostdlib", "-r", "-o", "built-in.o", "a.o", "b.o"]);
         let m = mode_of("x-gcc", &args);
         let out = rewrite(&cfg(), Path::new("/tc"), &m, &args);
-        assert!(!out.iter().any(|a| a.ends_with("crt1.o") || a == "-lc" || a == "-static"), "{out:?}");
+        assert!(
+            !out.iter()
+                .any(|a| a.ends_with("crt1.o") || a == "-lc" || a == "-static"),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -292,7 +324,15 @@ mod tests {
 
     #[test]
     fn bad_config_is_named() {
-        assert!(Config::parse("cc=/x\n", Path::new("/")).unwrap_err().contains("libgcc"));
-        assert!(Config::parse("bogus\n", Path::new("/")).unwrap_err().contains("line 1"));
+        assert!(
+            Config::parse("cc=/x\n", Path::new("/"))
+                .unwrap_err()
+                .contains("libgcc")
+        );
+        assert!(
+            Config::parse("bogus\n", Path::new("/"))
+                .unwrap_err()
+                .contains("line 1")
+        );
     }
 }

@@ -15,7 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Built-in keywords Rhai handles itself rather than as registered functions.
 const KEYWORDS: &[&str] = &[
-    "print", "debug", "type_of", "Fn", "call", "curry", "is_def_var", "is_def_fn", "is_shared", "this", "throw",
+    "print",
+    "debug",
+    "type_of",
+    "Fn",
+    "call",
+    "curry",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
+    "this",
+    "throw",
 ];
 
 /// What kind of file is checked decides the scope it compiles with and the
@@ -71,8 +81,14 @@ impl KnownApi {
         }
         // Static modules (kconfig::...) are documented by name.
         let mut static_modules = BTreeMap::new();
-        static_modules.insert("kconfig".to_string(), ["set", "get"].iter().map(|s| s.to_string()).collect());
-        KnownApi { names, static_modules }
+        static_modules.insert(
+            "kconfig".to_string(),
+            ["set", "get"].iter().map(|s| s.to_string()).collect(),
+        );
+        KnownApi {
+            names,
+            static_modules,
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -125,12 +141,11 @@ pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<
 fn imports(ast: &AST) -> BTreeMap<String, (Utf8PathBuf, rhai::Position)> {
     let mut out = BTreeMap::new();
     ast.walk(&mut |nodes| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last() {
-            if let Expr::StringConstant(path, _) = &x.0 {
-                if !x.1.name.is_empty() {
-                    out.insert(x.1.name.to_string(), (module_file(path), *pos));
-                }
-            }
+        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last()
+            && let Expr::StringConstant(path, _) = &x.0
+            && !x.1.name.is_empty()
+        {
+            out.insert(x.1.name.to_string(), (module_file(path), *pos));
         }
         true
     });
@@ -148,7 +163,13 @@ fn module_functions(engine: &ScriptEngine, file: &Utf8Path) -> Option<BTreeSet<S
     )
 }
 
-fn unknown_calls(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path, text: &str, ast: &AST) -> Vec<ScriptDiagnostic> {
+fn unknown_calls(
+    engine: &ScriptEngine,
+    api: &KnownApi,
+    rel: &Utf8Path,
+    text: &str,
+    ast: &AST,
+) -> Vec<ScriptDiagnostic> {
     let own: BTreeSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
     let imported = imports(ast);
     let mut out = Vec::new();
@@ -167,7 +188,9 @@ fn unknown_calls(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path, text: &s
     }
     let module_fns: BTreeMap<&str, BTreeSet<String>> = imported
         .iter()
-        .filter_map(|(alias, (file, _))| module_functions(engine, file).map(|f| (alias.as_str(), f)))
+        .filter_map(|(alias, (file, _))| {
+            module_functions(engine, file).map(|f| (alias.as_str(), f))
+        })
         .collect();
     let mut report = |name: String, pos: rhai::Position, help: String| {
         out.push(ScriptDiagnostic::at(
@@ -268,8 +291,14 @@ mod tests {
 
     #[test]
     fn signature_names() {
-        assert_eq!(fn_name_of_signature("fn setting(_: Ctx, k: &str) -> String").as_deref(), Some("setting"));
-        assert_eq!(fn_name_of_signature("get$arch(_: Ctx) -> String").as_deref(), Some("get$arch"));
+        assert_eq!(
+            fn_name_of_signature("fn setting(_: Ctx, k: &str) -> String").as_deref(),
+            Some("setting")
+        );
+        assert_eq!(
+            fn_name_of_signature("get$arch(_: Ctx) -> String").as_deref(),
+            Some("get$arch")
+        );
     }
 
     #[test]

@@ -93,8 +93,16 @@ fn hash_reader(mut r: impl Read, sha1: bool, sha256: bool) -> std::io::Result<Di
         }
     }
     Ok(Digests {
-        sha1: if sha1 { h1.digest().to_string() } else { String::new() },
-        sha256: if sha256 || !sha1 { hex(&h256.finalize()) } else { String::new() },
+        sha1: if sha1 {
+            h1.digest().to_string()
+        } else {
+            String::new()
+        },
+        sha256: if sha256 || !sha1 {
+            hex(&h256.finalize())
+        } else {
+            String::new()
+        },
     })
 }
 
@@ -132,15 +140,23 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 pub fn verify_file(path: &Utf8Path, want: &Expected) -> std::io::Result<Result<(), Mismatch>> {
     let f = std::fs::File::open(path)?;
     let d = hash_reader(f, want.sha1.is_some(), want.sha256.is_some())?;
-    if let Some(e) = &want.sha256 {
-        if !e.eq_ignore_ascii_case(&d.sha256) {
-            return Ok(Err(Mismatch { algo: "sha256", expected: e.clone(), actual: d.sha256 }));
-        }
+    if let Some(e) = &want.sha256
+        && !e.eq_ignore_ascii_case(&d.sha256)
+    {
+        return Ok(Err(Mismatch {
+            algo: "sha256",
+            expected: e.clone(),
+            actual: d.sha256,
+        }));
     }
-    if let Some(e) = &want.sha1 {
-        if !e.eq_ignore_ascii_case(&d.sha1) {
-            return Ok(Err(Mismatch { algo: "sha1", expected: e.clone(), actual: d.sha1 }));
-        }
+    if let Some(e) = &want.sha1
+        && !e.eq_ignore_ascii_case(&d.sha1)
+    {
+        return Ok(Err(Mismatch {
+            algo: "sha1",
+            expected: e.clone(),
+            actual: d.sha1,
+        }));
     }
     Ok(Ok(()))
 }
@@ -164,9 +180,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = camino::Utf8PathBuf::from_path_buf(dir.path().join("f")).unwrap();
         std::fs::write(&p, b"abc").unwrap();
-        let ok = Expected { sha1: Some("a9993e364706816aba3e25717850c26c9cd0d89d".into()), sha256: None };
+        let ok = Expected {
+            sha1: Some("a9993e364706816aba3e25717850c26c9cd0d89d".into()),
+            sha256: None,
+        };
         assert!(verify_file(&p, &ok).unwrap().is_ok());
-        let bad = Expected { sha1: None, sha256: Some("00".repeat(32)) };
+        let bad = Expected {
+            sha1: None,
+            sha256: Some("00".repeat(32)),
+        };
         let m = verify_file(&p, &bad).unwrap().unwrap_err();
         assert_eq!(m.algo, "sha256");
         assert_eq!(m.actual, sha256_bytes(b"abc"));

@@ -26,13 +26,14 @@ impl Diagnostic for ScriptDiagnostic {
         Some(&self.src)
     }
     fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
-        Some(Box::new(std::iter::once(miette::LabeledSpan::new_with_span(
-            Some(self.label.clone()),
-            self.span,
-        ))))
+        Some(Box::new(std::iter::once(
+            miette::LabeledSpan::new_with_span(Some(self.label.clone()), self.span),
+        )))
     }
     fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        self.help.as_ref().map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn std::fmt::Display>)
     }
 }
 
@@ -86,7 +87,14 @@ fn span_at(text: &str, line: usize, column: usize) -> SourceSpan {
                 .take_while(|c| c.is_alphanumeric() || *c == '_')
                 .map(char::len_utf8)
                 .sum();
-            let len = if word > 0 { word } else { rest.chars().next().filter(|c| *c != '\n').map_or(0, char::len_utf8) };
+            let len = if word > 0 {
+                word
+            } else {
+                rest.chars()
+                    .next()
+                    .filter(|c| *c != '\n')
+                    .map_or(0, char::len_utf8)
+            };
             return SourceSpan::new((offset + start).into(), len);
         }
         offset += l.len();
@@ -111,7 +119,9 @@ pub fn from_parse_error(file: &Utf8Path, text: &str, err: &ParseError) -> Script
         pos.position().unwrap_or(1),
         message,
         "here",
-        Some("fix the script; `rhbuild check` reports every script's errors without building".into()),
+        Some(
+            "fix the script; `rhbuild check` reports every script's errors without building".into(),
+        ),
     )
 }
 
@@ -119,7 +129,11 @@ pub fn from_parse_error(file: &Utf8Path, text: &str, err: &ParseError) -> Script
 /// project root). Errors inside functions and imported modules are followed
 /// to the file and line where they happened; the call chain is kept in the
 /// help text.
-pub fn from_eval_error(top: &Utf8Path, err: &EvalAltResult, lookup: &dyn SourceLookup) -> ScriptDiagnostic {
+pub fn from_eval_error(
+    top: &Utf8Path,
+    err: &EvalAltResult,
+    lookup: &dyn SourceLookup,
+) -> ScriptDiagnostic {
     let mut file = top.to_owned();
     let mut trail: Vec<String> = Vec::new();
     let mut err = err;
@@ -136,7 +150,10 @@ pub fn from_eval_error(top: &Utf8Path, err: &EvalAltResult, lookup: &dyn SourceL
             }
             EvalAltResult::ErrorInModule(path, inner, pos) => {
                 if !pos.is_none() {
-                    trail.push(format!("while loading `{path}` imported at {}", loc(&file, *pos)));
+                    trail.push(format!(
+                        "while loading `{path}` imported at {}",
+                        loc(&file, *pos)
+                    ));
                 }
                 file = source_file(path);
                 err = inner;
@@ -168,7 +185,12 @@ pub fn from_eval_error(top: &Utf8Path, err: &EvalAltResult, lookup: &dyn SourceL
 }
 
 fn loc(file: &Utf8Path, pos: Position) -> String {
-    format!("{}:{}:{}", file, pos.line().unwrap_or(0), pos.position().unwrap_or(0))
+    format!(
+        "{}:{}:{}",
+        file,
+        pos.line().unwrap_or(0),
+        pos.position().unwrap_or(0)
+    )
 }
 
 /// A source name as Rhai carries it, as a file relative to the project root.
@@ -218,8 +240,9 @@ fn describe(err: &EvalAltResult) -> (String, Option<String>) {
 /// Render a diagnostic as plain text (no colours), as the CLI prints it when
 /// stderr is not a terminal and as tests assert it.
 pub fn render_plain(diag: &dyn Diagnostic) -> String {
-    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-        .with_width(200);
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+            .with_width(200);
     let mut out = String::new();
     let _ = handler.render_report(&mut out, diag);
     out

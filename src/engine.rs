@@ -46,9 +46,18 @@ impl ModuleResolver for ProjectResolver {
         let full = self.root.join(&rel);
         let text = match std::fs::read_to_string(&full) {
             Ok(t) => t,
-            Err(_) => return Err(Box::new(EvalAltResult::ErrorModuleNotFound(path.to_string(), pos))),
+            Err(_) => {
+                return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
+                    path.to_string(),
+                    pos,
+                )));
+            }
         };
-        self.store.texts.lock().unwrap().insert(rel.clone(), Arc::new(text.clone()));
+        self.store
+            .texts
+            .lock()
+            .unwrap()
+            .insert(rel.clone(), Arc::new(text.clone()));
         let mut ast = engine
             .compile(&text)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(rel.to_string(), e.into(), pos)))?;
@@ -56,7 +65,11 @@ impl ModuleResolver for ProjectResolver {
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(rel.to_string(), e, pos)))?;
         let module: Shared<Module> = module.into();
-        self.store.modules.lock().unwrap().insert(rel, module.clone());
+        self.store
+            .modules
+            .lock()
+            .unwrap()
+            .insert(rel, module.clone());
         Ok(module)
     }
 }
@@ -104,12 +117,25 @@ impl ScriptEngine {
         engine.set_max_string_size(64 << 20);
         engine.set_max_array_size(1 << 20);
         engine.set_max_map_size(1 << 16);
-        engine.set_module_resolver(ProjectResolver { root: project.root.clone(), store: store.clone() });
+        engine.set_module_resolver(ProjectResolver {
+            root: project.root.clone(),
+            store: store.clone(),
+        });
         // `print` from a script is one line of the run's output.
         engine.on_print(|s| println!("{s}"));
-        engine.on_debug(|s, src, pos| eprintln!("debug: {}:{}: {s}", src.unwrap_or("?"), pos.line().unwrap_or(0)));
+        engine.on_debug(|s, src, pos| {
+            eprintln!(
+                "debug: {}:{}: {s}",
+                src.unwrap_or("?"),
+                pos.line().unwrap_or(0)
+            )
+        });
         crate::api::register(&mut engine);
-        ScriptEngine { engine, project, store }
+        ScriptEngine {
+            engine,
+            project,
+            store,
+        }
     }
 
     /// The text of a project file, remembered for diagnostics.
@@ -118,18 +144,26 @@ impl ScriptEngine {
             return Ok(t.clone());
         }
         let text = Arc::new(std::fs::read_to_string(self.project.root.join(rel))?);
-        self.store.texts.lock().unwrap().insert(rel.to_owned(), text.clone());
+        self.store
+            .texts
+            .lock()
+            .unwrap()
+            .insert(rel.to_owned(), text.clone());
         Ok(text)
     }
 
     /// Compile a project file (path relative to the root) with the given
     /// names pre-declared for strict-variable checking.
     pub fn compile(&self, rel: &Utf8Path, scope: &Scope) -> Result<AST, ScriptError> {
-        let text = self.read(rel).map_err(|e| ScriptError::Io(rel.to_owned(), e))?;
+        let text = self
+            .read(rel)
+            .map_err(|e| ScriptError::Io(rel.to_owned(), e))?;
         let mut ast = self
             .engine
             .compile_with_scope(scope, text.as_str())
-            .map_err(|e| ScriptError::Diagnostic(Box::new(diag::from_parse_error(rel, &text, &e))))?;
+            .map_err(|e| {
+                ScriptError::Diagnostic(Box::new(diag::from_parse_error(rel, &text, &e)))
+            })?;
         ast.set_source(rel.as_str());
         Ok(ast)
     }
@@ -152,10 +186,10 @@ impl ScriptEngine {
     pub fn imports_of(ast: &AST) -> Vec<Utf8PathBuf> {
         let mut out = Vec::new();
         ast.walk(&mut |nodes| {
-            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = nodes.last() {
-                if let rhai::Expr::StringConstant(s, _) = &x.0 {
-                    out.push(module_file(s));
-                }
+            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = nodes.last()
+                && let rhai::Expr::StringConstant(s, _) = &x.0
+            {
+                out.push(module_file(s));
             }
             true
         });
@@ -164,7 +198,10 @@ impl ScriptEngine {
 
     /// A file and everything it imports, transitively, with their texts'
     /// SHA-256: the script inputs a stage's manifest records.
-    pub fn script_closure(&self, rel: &Utf8Path) -> Result<Vec<(Utf8PathBuf, String)>, ScriptError> {
+    pub fn script_closure(
+        &self,
+        rel: &Utf8Path,
+    ) -> Result<Vec<(Utf8PathBuf, String)>, ScriptError> {
         let mut seen: Vec<(Utf8PathBuf, String)> = Vec::new();
         let mut todo = vec![rel.to_owned()];
         while let Some(f) = todo.pop() {
@@ -200,7 +237,6 @@ pub enum ScriptError {
     Other(String),
 }
 
-
 /// A top-level `export const NAME = ...;` of a script: name, position of
 /// the name, and the expression.
 pub struct ExportedConst<'a> {
@@ -215,7 +251,11 @@ pub fn exported_consts(ast: &AST) -> Vec<ExportedConst<'_>> {
         .iter()
         .filter_map(|s| match s {
             rhai::Stmt::Var(x, flags, _) if flags.contains(rhai::ASTFlags::EXPORTED) => {
-                Some(ExportedConst { name: x.0.name.as_str(), pos: x.0.pos, expr: &x.1 })
+                Some(ExportedConst {
+                    name: x.0.name.as_str(),
+                    pos: x.0.pos,
+                    expr: &x.1,
+                })
             }
             _ => None,
         })
@@ -224,13 +264,18 @@ pub fn exported_consts(ast: &AST) -> Vec<ExportedConst<'_>> {
 
 /// Whether a script exports `name` as the literal `true`.
 pub fn literal_true(ast: &AST, name: &str) -> bool {
-    exported_consts(ast).into_iter().any(|c| c.name == name && matches!(c.expr, rhai::Expr::BoolConstant(true, _)))
+    exported_consts(ast)
+        .into_iter()
+        .any(|c| c.name == name && matches!(c.expr, rhai::Expr::BoolConstant(true, _)))
 }
 
 /// A script's literal string constant `name`, if it exports one.
 pub fn literal_const(ast: &AST, name: &str) -> Option<String> {
-    exported_consts(ast).into_iter().find(|c| c.name == name).and_then(|c| match c.expr {
-        rhai::Expr::StringConstant(s, _) => Some(s.to_string()),
-        _ => None,
-    })
+    exported_consts(ast)
+        .into_iter()
+        .find(|c| c.name == name)
+        .and_then(|c| match c.expr {
+            rhai::Expr::StringConstant(s, _) => Some(s.to_string()),
+            _ => None,
+        })
 }

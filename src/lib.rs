@@ -5,9 +5,9 @@
 
 pub mod airlock;
 pub mod api;
+pub mod ccwrap;
 pub mod check;
 pub mod checksum;
-pub mod ccwrap;
 pub mod cli;
 pub mod diag;
 pub mod engine;

@@ -31,7 +31,8 @@ pub struct Inputs {
 impl Inputs {
     /// The hash that downstream stages record: SHA-256 of the canonical JSON.
     pub fn hash(&self, stage: &str, arch: &str) -> String {
-        let text = serde_json::to_string(&(stage, arch, env!("CARGO_PKG_VERSION"), self)).unwrap_or_default();
+        let text = serde_json::to_string(&(stage, arch, env!("CARGO_PKG_VERSION"), self))
+            .unwrap_or_default();
         crate::checksum::sha256_bytes(text.as_bytes())
     }
 

@@ -26,7 +26,10 @@ pub struct Package {
 
 impl Package {
     pub fn spec(&self) -> SourceSpec {
-        SourceSpec { package: self.name.clone(), origins: self.origins.clone() }
+        SourceSpec {
+            package: self.name.clone(),
+            origins: self.origins.clone(),
+        }
     }
 
     /// The folder of the package's own patches.
@@ -45,42 +48,73 @@ pub fn load(engine: &ScriptEngine, name: &str) -> Result<Package, ScriptError> {
     if !engine.project.root.join(&rel).is_file() {
         return Err(ScriptError::Other(format!(
             "no package `{name}`: `{rel}` does not exist (packages: {})",
-            engine.project.names_in(&engine.project.packages()).join(", ")
+            engine
+                .project
+                .names_in(&engine.project.packages())
+                .join(", ")
         )));
     }
     if let Some(d) = validate(engine, &rel).into_iter().next() {
         return Err(ScriptError::Diagnostic(Box::new(d)));
     }
     let (ast, module) = engine.load_module(&rel)?;
-    let version = module.get_var_value::<rhai::ImmutableString>("version").unwrap_or_default().to_string();
-    let sources = module.get_var_value::<rhai::Array>("sources").unwrap_or_default();
-    let origins = sources.iter().filter_map(|s| s.clone().try_cast::<Map>()).map(|m| origin_of(&m)).collect();
+    let version = module
+        .get_var_value::<rhai::ImmutableString>("version")
+        .unwrap_or_default()
+        .to_string();
+    let sources = module
+        .get_var_value::<rhai::Array>("sources")
+        .unwrap_or_default();
+    let origins = sources
+        .iter()
+        .filter_map(|s| s.clone().try_cast::<Map>())
+        .map(|m| origin_of(&m))
+        .collect();
     Ok(Package {
         name: name.to_string(),
         version,
         file: rel,
         origins,
-        buildable: ast.iter_functions().any(|f| f.name == "build" && f.params.len() == 1),
+        buildable: ast
+            .iter_functions()
+            .any(|f| f.name == "build" && f.params.len() == 1),
     })
 }
 
 fn text(m: &Map, key: &str) -> Option<String> {
-    m.get(key).and_then(|v| v.clone().try_cast::<rhai::ImmutableString>()).map(|s| s.to_string())
+    m.get(key)
+        .and_then(|v| v.clone().try_cast::<rhai::ImmutableString>())
+        .map(|s| s.to_string())
 }
 
 fn origin_of(m: &Map) -> Origin {
-    let expected = Expected { sha1: text(m, "sha1"), sha256: text(m, "sha256") };
+    let expected = Expected {
+        sha1: text(m, "sha1"),
+        sha256: text(m, "sha256"),
+    };
     let mirrors = m
         .get("mirrors")
         .and_then(|v| v.clone().try_cast::<rhai::Array>())
-        .map(|a| a.iter().filter_map(|x| x.clone().try_cast::<rhai::ImmutableString>()).map(|s| s.to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.clone().try_cast::<rhai::ImmutableString>())
+                .map(|s| s.to_string())
+                .collect()
+        })
         .unwrap_or_default();
     let kind = match (text(m, "url"), text(m, "debian"), text(m, "file")) {
         (Some(u), _, _) => OriginKind::Url(u),
-        (None, Some(p), Some(f)) => OriginKind::Debian { package: p, file: f },
+        (None, Some(p), Some(f)) => OriginKind::Debian {
+            package: p,
+            file: f,
+        },
         _ => OriginKind::Url(String::new()),
     };
-    Origin { kind, mirrors, expected }
+    Origin {
+        kind,
+        mirrors,
+        expected,
+    }
 }
 
 /// Every problem with a package file, as diagnostics (empty when fine):
@@ -90,13 +124,33 @@ fn origin_of(m: &Map) -> Origin {
 pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
     let text_src = match engine.read(rel) {
         Ok(t) => t,
-        Err(e) => return vec![ScriptDiagnostic::at(rel, "", 1, 1, format!("cannot read `{rel}`: {e}"), "", None)],
+        Err(e) => {
+            return vec![ScriptDiagnostic::at(
+                rel,
+                "",
+                1,
+                1,
+                format!("cannot read `{rel}`: {e}"),
+                "",
+                None,
+            )];
+        }
     };
     let text_src = text_src.as_str();
     let ast = match engine.compile(rel, &rhai::Scope::new()) {
         Ok(a) => a,
         Err(ScriptError::Diagnostic(d)) => return vec![*d],
-        Err(e) => return vec![ScriptDiagnostic::at(rel, text_src, 1, 1, e.to_string(), "", None)],
+        Err(e) => {
+            return vec![ScriptDiagnostic::at(
+                rel,
+                text_src,
+                1,
+                1,
+                e.to_string(),
+                "",
+                None,
+            )];
+        }
     };
     let stem = rel.file_stem().unwrap_or("");
     let consts = exported_consts(&ast);
@@ -142,20 +196,32 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                 if v.as_deref() != Some(stem) {
                     out.push(at(
                         c.pos,
-                        format!("package name must be `{stem}` (the file's name), found {}", show(module.get_var("name").as_ref())),
+                        format!(
+                            "package name must be `{stem}` (the file's name), found {}",
+                            show(module.get_var("name").as_ref())
+                        ),
                         "declared here",
                         "rename the file or the package so they agree",
                     ));
                 }
             }
-            "version" => {
-                if module.get_var_value::<rhai::ImmutableString>("version").is_none_or(|v| v.is_empty()) {
-                    out.push(at(c.pos, "package `version` must be a non-empty string".into(), "declared here", "for example `export const version = \"1.35.0\";`"));
-                }
+            "version"
+                if module
+                    .get_var_value::<rhai::ImmutableString>("version")
+                    .is_none_or(|v| v.is_empty()) =>
+            {
+                out.push(at(
+                    c.pos,
+                    "package `version` must be a non-empty string".into(),
+                    "declared here",
+                    "for example `export const version = \"1.35.0\";`",
+                ));
             }
             "sources" => {
                 let items: Vec<rhai::Position> = match c.expr {
-                    rhai::Expr::Array(items, _) => items.iter().map(|e| e.start_position()).collect(),
+                    rhai::Expr::Array(items, _) => {
+                        items.iter().map(|e| e.start_position()).collect()
+                    }
                     _ => Vec::new(),
                 };
                 let Some(arr) = module.get_var_value::<rhai::Array>("sources") else {
@@ -163,11 +229,20 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                     continue;
                 };
                 if arr.is_empty() {
-                    out.push(at(c.pos, "package `sources` is empty".into(), "declared here", "give at least one origin with its checksum"));
+                    out.push(at(
+                        c.pos,
+                        "package `sources` is empty".into(),
+                        "declared here",
+                        "give at least one origin with its checksum",
+                    ));
                 }
                 for (i, s) in arr.iter().enumerate() {
                     let pos = items.get(i).copied().unwrap_or(c.pos);
-                    out.extend(check_source(s, i).into_iter().map(|(m, h)| at(pos, m, "this source", &h)));
+                    out.extend(
+                        check_source(s, i)
+                            .into_iter()
+                            .map(|(m, h)| at(pos, m, "this source", &h)),
+                    );
                 }
             }
             _ => {}
@@ -187,12 +262,18 @@ fn show(v: Option<&Dynamic>) -> String {
 fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
     let n = i + 1;
     let Some(m) = s.clone().try_cast::<Map>() else {
-        return vec![(format!("source {n} must be a map `#{{ ... }}`"), "for example `#{ url: \"...\", sha256: \"...\" }`".into())];
+        return vec![(
+            format!("source {n} must be a map `#{{ ... }}`"),
+            "for example `#{ url: \"...\", sha256: \"...\" }`".into(),
+        )];
     };
     let mut out = Vec::new();
     for k in m.keys() {
         if !SOURCE_KEYS.contains(&k.as_str()) {
-            out.push((format!("source {n} has an unknown key `{k}`"), format!("source keys are: {}", SOURCE_KEYS.join(", "))));
+            out.push((
+                format!("source {n} has an unknown key `{k}`"),
+                format!("source keys are: {}", SOURCE_KEYS.join(", ")),
+            ));
         }
     }
     let has_url = m.contains_key("url");
@@ -212,10 +293,13 @@ fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
         ));
     }
     for (algo, v, len) in [("sha1", sha1, 40), ("sha256", sha256, 64)] {
-        if let Some(v) = v {
-            if v.len() != len || !v.chars().all(|c| c.is_ascii_hexdigit()) {
-                out.push((format!("source {n}: `{algo}` must be {len} hex digits, found `{v}`"), "copy it from sha256sum/sha1sum output".into()));
-            }
+        if let Some(v) = v
+            && (v.len() != len || !v.chars().all(|c| c.is_ascii_hexdigit()))
+        {
+            out.push((
+                format!("source {n}: `{algo}` must be {len} hex digits, found `{v}`"),
+                "copy it from sha256sum/sha1sum output".into(),
+            ));
         }
     }
     out

@@ -9,7 +9,9 @@ pub struct Project {
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
-#[error("no rhbuild project found at or above `{start}`: expected a directory holding `scripts/`, `packages/` and `targets/`")]
+#[error(
+    "no rhbuild project found at or above `{start}`: expected a directory holding `scripts/`, `packages/` and `targets/`"
+)]
 #[diagnostic(help("run rhbuild from the project's checkout, or pass --project DIR"))]
 pub struct NotAProject {
     pub start: Utf8PathBuf,
@@ -22,7 +24,10 @@ impl Project {
         let start_abs = absolute(start);
         let mut dir = Some(start_abs.as_path());
         while let Some(d) = dir {
-            if ["scripts", "packages", "targets"].iter().all(|s| d.join(s).is_dir()) {
+            if ["scripts", "packages", "targets"]
+                .iter()
+                .all(|s| d.join(s).is_dir())
+            {
                 return Ok(Project { root: d.to_owned() });
             }
             dir = d.parent();
@@ -46,7 +51,9 @@ impl Project {
     /// `path` relative to the project root, for messages and manifests;
     /// unchanged when it lies outside.
     pub fn relative(&self, path: &Utf8Path) -> Utf8PathBuf {
-        path.strip_prefix(&self.root).map(|p| p.to_owned()).unwrap_or_else(|_| path.to_owned())
+        path.strip_prefix(&self.root)
+            .map(|p| p.to_owned())
+            .unwrap_or_else(|_| path.to_owned())
     }
 
     /// Names of the `.rhai` files in a project directory, sorted, without extension.

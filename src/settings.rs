@@ -39,7 +39,10 @@ impl Settings {
         let mut out = BTreeMap::new();
         for p in pairs {
             match p.split_once('=') {
-                Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Some((k, v))
+                    if !k.is_empty()
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+                {
                     out.insert(k.to_string(), v.to_string());
                 }
                 _ => return Err(BadSetting(p.clone())),
@@ -79,7 +82,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]

@@ -87,9 +87,17 @@ fn system_env() -> BTreeMap<String, String> {
 }
 
 impl Run {
-    pub fn new(engine: ScriptEngine, cfg: RunConfig, interrupt: Interrupt) -> Result<Arc<Run>, ScriptError> {
+    pub fn new(
+        engine: ScriptEngine,
+        cfg: RunConfig,
+        interrupt: Interrupt,
+    ) -> Result<Arc<Run>, ScriptError> {
         let target = crate::target::load(&engine, &cfg.arch)?;
-        let settings = Settings::new(target.settings.clone(), cfg.env.clone(), cfg.cli_settings.clone());
+        let settings = Settings::new(
+            target.settings.clone(),
+            cfg.env.clone(),
+            cfg.cli_settings.clone(),
+        );
         let build_dir = crate::project::absolute(&cfg.build_dir);
         let cache = SourceCache::new(build_dir.join("cache"));
         Ok(Arc::new(Run {
@@ -144,7 +152,10 @@ impl Run {
             return Ok(p.clone());
         }
         let p = package::load(&self.engine, name)?;
-        self.packages.lock().unwrap().insert(name.to_string(), p.clone());
+        self.packages
+            .lock()
+            .unwrap()
+            .insert(name.to_string(), p.clone());
         Ok(p)
     }
 
@@ -159,13 +170,21 @@ impl Run {
         }
         path.push(self.arch_dir().join("host/bin"));
         path.push(self.arch_dir().join("cross-compiler/bin"));
-        Airlock { path, env, interrupt: self.interrupt.clone() }
+        Airlock {
+            path,
+            env,
+            interrupt: self.interrupt.clone(),
+        }
     }
 
     pub fn fetch_options(&self) -> FetchOptions {
         use std::io::IsTerminal;
         FetchOptions {
-            preferred_mirror: self.settings.get("PREFERRED_MIRROR").filter(|s| !s.is_empty()).map(str::to_owned),
+            preferred_mirror: self
+                .settings
+                .get("PREFERRED_MIRROR")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
             progress: std::io::stderr().is_terminal(),
             interrupt: self.interrupt.clone(),
             ..FetchOptions::default()
@@ -197,20 +216,26 @@ impl Run {
 
     /// Execute a script's top level with `ctx` bound.
     fn exec(self: &Arc<Self>, rel: &Utf8Path, frame: Arc<Frame>) -> Result<(), ScriptError> {
-        let ctx = Ctx { run: self.clone(), frame };
+        let ctx = Ctx {
+            run: self.clone(),
+            frame,
+        };
         let mut scope = rhai::Scope::new();
         scope.push_constant("ctx", ctx);
         let ast = self.engine.compile(rel, &scope)?;
         let result = self.engine.engine.run_ast_with_scope(&mut scope, &ast);
         match result {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.take_failure().unwrap_or_else(|| self.engine.eval_error(rel, &e))),
+            Err(e) => Err(self
+                .take_failure()
+                .unwrap_or_else(|| self.engine.eval_error(rel, &e))),
         }
     }
 
     fn run_action(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
         let name = rel.file_stem().unwrap_or("script").to_string();
-        std::fs::create_dir_all(self.logs_dir()).map_err(|e| ScriptError::Other(format!("cannot create `{}`: {e}", self.logs_dir())))?;
+        std::fs::create_dir_all(self.logs_dir())
+            .map_err(|e| ScriptError::Other(format!("cannot create `{}`: {e}", self.logs_dir())))?;
         let frame = self.new_frame(&name, None, &name);
         self.exec(rel, frame)
     }
@@ -222,13 +247,19 @@ impl Run {
         if !self.engine.project.root.join(&rel).is_file() {
             return Err(ScriptError::Other(format!(
                 "no stage `{name}`: `{rel}` does not exist (stages: {})",
-                self.engine.project.names_in(&self.engine.project.scripts()).join(", ")
+                self.engine
+                    .project
+                    .names_in(&self.engine.project.scripts())
+                    .join(", ")
             )));
         }
         self.ensure_stage(&rel)
     }
 
-    fn ensure_stage(self: &Arc<Self>, rel: &Utf8Path) -> Result<(Utf8PathBuf, String), ScriptError> {
+    fn ensure_stage(
+        self: &Arc<Self>,
+        rel: &Utf8Path,
+    ) -> Result<(Utf8PathBuf, String), ScriptError> {
         let ast = self.engine.compile(rel, &ctx_scope_template())?;
         let name = rel.file_stem().unwrap_or("stage").to_string();
         let Some(output) = literal_const(&ast, "output") else {
@@ -248,7 +279,9 @@ impl Run {
             let mut active = self.active.lock().unwrap();
             if active.contains(&name) {
                 let chain = active.join(" -> ");
-                return Err(ScriptError::Other(format!("stage `{name}` depends on itself: {chain} -> {name}")));
+                return Err(ScriptError::Other(format!(
+                    "stage `{name}` depends on itself: {chain} -> {name}"
+                )));
             }
             active.push(name.clone());
         }
@@ -259,28 +292,37 @@ impl Run {
         Ok((self.arch_dir().join(&output), hash))
     }
 
-    fn bring_up_to_date(self: &Arc<Self>, rel: &Utf8Path, name: &str, output: &str) -> Result<String, ScriptError> {
+    fn bring_up_to_date(
+        self: &Arc<Self>,
+        rel: &Utf8Path,
+        name: &str,
+        output: &str,
+    ) -> Result<String, ScriptError> {
         let dest = self.arch_dir().join(output);
-        if let Some(m) = Manifest::read(&dest) {
-            if self.still_holds(&m.inputs)? {
-                println!("--- {name} ({}): up to date", self.arch());
-                return Ok(m.hash);
-            }
+        if let Some(m) = Manifest::read(&dest)
+            && self.still_holds(&m.inputs)?
+        {
+            println!("--- {name} ({}): up to date", self.arch());
+            return Ok(m.hash);
         }
         println!("=== {name} ({})", self.arch());
         let started = Instant::now();
-        let io = |what: &str, p: &Utf8Path, e: std::io::Error| ScriptError::Other(format!("cannot {what} `{p}`: {e}"));
+        let io = |what: &str, p: &Utf8Path, e: std::io::Error| {
+            ScriptError::Other(format!("cannot {what} `{p}`: {e}"))
+        };
         std::fs::create_dir_all(self.logs_dir()).map_err(|e| io("create", &self.logs_dir(), e))?;
-        let tmp = self.arch_dir().join(format!(".{output}.part-{}", std::process::id()));
+        let tmp = self
+            .arch_dir()
+            .join(format!(".{output}.part-{}", std::process::id()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| io("create", &tmp, e))?;
         let mut frame = self.new_frame(name, Some(tmp.clone()), name);
-        if crate::engine::literal_true(&self.engine.compile(rel, &ctx_scope_template())?, "tools") {
-            if let Some(f) = Arc::get_mut(&mut frame) {
-                f.own_bin = Some(tmp.join("bin"));
-            }
+        if crate::engine::literal_true(&self.engine.compile(rel, &ctx_scope_template())?, "tools")
+            && let Some(f) = Arc::get_mut(&mut frame)
+        {
+            f.own_bin = Some(tmp.join("bin"));
         }
         let _ = std::fs::write(&frame.log, "");
         {
@@ -313,17 +355,25 @@ impl Run {
             unverified: frame.unverified.lock().unwrap().clone(),
             inputs,
         };
-        manifest.write(&tmp).map_err(|e| io("write the manifest in", &tmp, e))?;
+        manifest
+            .write(&tmp)
+            .map_err(|e| io("write the manifest in", &tmp, e))?;
         // Replace the old output only now that the new one is complete.
         if dest.exists() {
-            let old = self.arch_dir().join(format!(".{output}.old-{}", std::process::id()));
+            let old = self
+                .arch_dir()
+                .join(format!(".{output}.old-{}", std::process::id()));
             std::fs::rename(&dest, &old).map_err(|e| io("move aside", &dest, e))?;
             std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
             let _ = std::fs::remove_dir_all(&old);
         } else {
             std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
         }
-        println!("    {name} ({}) done in {:.1} s", self.arch(), started.elapsed().as_secs_f64());
+        println!(
+            "    {name} ({}) done in {:.1} s",
+            self.arch(),
+            started.elapsed().as_secs_f64()
+        );
         Ok(hash)
     }
 
@@ -331,7 +381,8 @@ impl Run {
     /// are brought up to date first (they may rebuild).
     fn still_holds(self: &Arc<Self>, inputs: &Inputs) -> Result<bool, ScriptError> {
         for (f, h) in &inputs.files {
-            let now = std::fs::read(self.engine.project.root.join(f)).map(|b| crate::checksum::sha256_bytes(&b));
+            let now = std::fs::read(self.engine.project.root.join(f))
+                .map(|b| crate::checksum::sha256_bytes(&b));
             if now.ok().as_deref() != Some(h.as_str()) {
                 return Ok(false);
             }
@@ -374,14 +425,24 @@ impl Run {
             return Ok(Some(format!("unverified:{p}:{size}:{mtime}")));
         }
         let pkg = self.package(name)?;
-        Ok(Some(format!("{}:{}", pkg.version, pkg.origins.iter().map(|o| o.expected.short()).collect::<Vec<_>>().join(","))))
+        Ok(Some(format!(
+            "{}:{}",
+            pkg.version,
+            pkg.origins
+                .iter()
+                .map(|o| o.expected.short())
+                .collect::<Vec<_>>()
+                .join(",")
+        )))
     }
 
     /// Say once, loudly, that a package's source is a local override.
     pub fn warn_override(&self, name: &str, path: &Utf8Path) {
         let mut w = self.warned.lock().unwrap();
         if !w.iter().any(|n| n == name) {
-            eprintln!("warning: `{name}` comes from `{path}` (--source), which nobody verified; the manifest records it as unverified");
+            eprintln!(
+                "warning: `{name}` comes from `{path}` (--source), which nobody verified; the manifest records it as unverified"
+            );
             w.push(name.to_string());
         }
     }
@@ -412,7 +473,9 @@ pub fn resolve_host_tool(name: &str) -> Option<Utf8PathBuf> {
 
 fn is_executable(p: &Utf8Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// Copy a tree with `cp -a` (keeps modes, links and times; reflinks where
@@ -436,7 +499,12 @@ impl Ctx {
     }
 
     fn record_setting(&self, key: &str, value: Option<&str>) {
-        self.frame.inputs.lock().unwrap().settings.insert(key.to_string(), value.map(str::to_owned));
+        self.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .settings
+            .insert(key.to_string(), value.map(str::to_owned));
     }
 
     /// A setting's value; an error naming the setting when it is unset.
@@ -460,7 +528,10 @@ impl Ctx {
     /// The stage's output directory (its temporary name while it runs).
     pub fn out(&self) -> PrimResult<Utf8PathBuf> {
         self.frame.out.clone().ok_or_else(|| {
-            format!("`{}` is not a stage (it exports no `output`), so it has no `ctx.out`", self.frame.stage)
+            format!(
+                "`{}` is not a stage (it exports no `output`), so it has no `ctx.out`",
+                self.frame.stage
+            )
         })
     }
 
@@ -469,7 +540,12 @@ impl Ctx {
     pub fn stage(&self, name: &str) -> PrimResult<Utf8PathBuf> {
         match self.run.stage(name) {
             Ok((dir, hash)) => {
-                self.frame.inputs.lock().unwrap().stages.insert(name.to_string(), hash);
+                self.frame
+                    .inputs
+                    .lock()
+                    .unwrap()
+                    .stages
+                    .insert(name.to_string(), hash);
                 Ok(dir)
             }
             Err(e) => {
@@ -484,11 +560,18 @@ impl Ctx {
     pub fn project_file(&self, rel: &str) -> PrimResult<Utf8PathBuf> {
         let relp = Utf8PathBuf::from(rel);
         if relp.is_absolute() || rel.split('/').any(|c| c == "..") {
-            return Err(format!("`{rel}` must be a path inside the project, relative to its root"));
+            return Err(format!(
+                "`{rel}` must be a path inside the project, relative to its root"
+            ));
         }
         let abs = self.run.engine.project.root.join(&relp);
         let bytes = std::fs::read(&abs).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
-        self.frame.inputs.lock().unwrap().files.insert(rel.to_string(), crate::checksum::sha256_bytes(&bytes));
+        self.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .files
+            .insert(rel.to_string(), crate::checksum::sha256_bytes(&bytes));
         Ok(abs)
     }
 
@@ -518,7 +601,9 @@ impl Ctx {
         if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
             return self.project_file(rel.as_str());
         }
-        Err(format!("`{path}` is outside the build directory and the project; scripts read only there"))
+        Err(format!(
+            "`{path}` is outside the build directory and the project; scripts read only there"
+        ))
     }
 
     /// The package being built, or an error for a stage-level call.
@@ -538,12 +623,19 @@ impl Ctx {
             }
         };
         if step == "build" && !pkg.buildable {
-            return Err(format!("package `{name}` has no `fn build(ctx)` in `{}`", pkg.file));
+            return Err(format!(
+                "package `{name}` has no `fn build(ctx)` in `{}`",
+                pkg.file
+            ));
         }
         if step == "build" {
             println!("=== {} ({} {})", name, self.run.arch(), self.frame.stage);
         } else {
-            println!("=== {name} {step} ({} {})", self.run.arch(), self.frame.stage);
+            println!(
+                "=== {name} {step} ({} {})",
+                self.run.arch(),
+                self.frame.stage
+            );
         }
         let started = Instant::now();
         {
@@ -578,7 +670,10 @@ impl Ctx {
             opts,
             own_bin: self.frame.own_bin.clone(),
         });
-        let child = Ctx { run: self.run.clone(), frame };
+        let child = Ctx {
+            run: self.run.clone(),
+            frame,
+        };
         let engine = &self.run.engine;
         let ast = match engine.compile(&pkg.file, &rhai::Scope::new()) {
             Ok(a) => a,
@@ -588,16 +683,28 @@ impl Ctx {
             }
         };
         let mut scope = rhai::Scope::new();
-        if !ast.iter_functions().any(|f| f.name == step && f.params.len() == 1) {
-            return Err(format!("package `{name}` has no `fn {step}(ctx)` in `{}`", pkg.file));
+        if !ast
+            .iter_functions()
+            .any(|f| f.name == step && f.params.len() == 1)
+        {
+            return Err(format!(
+                "package `{name}` has no `fn {step}(ctx)` in `{}`",
+                pkg.file
+            ));
         }
         let r: Result<rhai::Dynamic, _> = engine.engine.call_fn(&mut scope, &ast, step, (child,));
         if let Err(e) = r {
-            let err = self.run.take_failure().unwrap_or_else(|| engine.eval_error(&pkg.file, &e));
+            let err = self
+                .run
+                .take_failure()
+                .unwrap_or_else(|| engine.eval_error(&pkg.file, &e));
             self.run.keep_failure(err);
             return Err(format!("package `{name}` failed (log: {log})"));
         }
-        println!("    {name} done in {:.1} s", started.elapsed().as_secs_f64());
+        println!(
+            "    {name} done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 
@@ -642,8 +749,16 @@ impl Ctx {
         if let Some(p) = run.overrides.get(&pkg.name).cloned() {
             run.warn_override(&pkg.name, &p);
             self.frame.unverified.lock().unwrap().push(pkg.name.clone());
-            let id = run.source_identity(&pkg.name).map_err(|e| e.to_string())?.unwrap_or_default();
-            self.frame.inputs.lock().unwrap().sources.insert(pkg.name.clone(), id.clone());
+            let id = run
+                .source_identity(&pkg.name)
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            self.frame
+                .inputs
+                .lock()
+                .unwrap()
+                .sources
+                .insert(pkg.name.clone(), id.clone());
             if p.is_dir() {
                 return Ok(p);
             }
@@ -651,24 +766,54 @@ impl Ctx {
             return self.unpacked(pkg, &p, &key);
         }
         let fetched = fetch_packages(run, std::slice::from_ref(pkg)).and_then(|_| {
-            run.cache.cached(&pkg.spec()).ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
+            run.cache
+                .cached(&pkg.spec())
+                .ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
         })?;
         let origin = &pkg.origins[fetched.origin];
-        let id = format!("{}:{}", pkg.version, pkg.origins.iter().map(|o| o.expected.short()).collect::<Vec<_>>().join(","));
-        self.frame.inputs.lock().unwrap().sources.insert(pkg.name.clone(), id);
-        let key_text = format!("{}:{:?}", fetched.path.file_name().unwrap_or(""), origin.expected);
-        self.unpacked(pkg, &fetched.path, &crate::checksum::sha256_bytes(key_text.as_bytes()))
+        let id = format!(
+            "{}:{}",
+            pkg.version,
+            pkg.origins
+                .iter()
+                .map(|o| o.expected.short())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        self.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .sources
+            .insert(pkg.name.clone(), id);
+        let key_text = format!(
+            "{}:{:?}",
+            fetched.path.file_name().unwrap_or(""),
+            origin.expected
+        );
+        self.unpacked(
+            pkg,
+            &fetched.path,
+            &crate::checksum::sha256_bytes(key_text.as_bytes()),
+        )
     }
 
     /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
     /// where the key covers the tarball and the patch set.
     fn unpacked(&self, pkg: &Package, archive: &Utf8Path, key: &str) -> PrimResult<Utf8PathBuf> {
         let root = &self.run.engine.project.root;
-        let mut patches = crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
-        if let Some(user) = self.run.settings.get("MY_PATCH_DIR").filter(|s| !s.is_empty()) {
+        let mut patches =
+            crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
+        if let Some(user) = self
+            .run
+            .settings
+            .get("MY_PATCH_DIR")
+            .filter(|s| !s.is_empty())
+        {
             self.record_setting("MY_PATCH_DIR", Some(user));
             patches.extend(
-                crate::patch::list_patches(&Utf8PathBuf::from(user).join(&pkg.name)).map_err(|e| e.to_string())?,
+                crate::patch::list_patches(&Utf8PathBuf::from(user).join(&pkg.name))
+                    .map_err(|e| e.to_string())?,
             );
         }
         let mut key_text = key.to_string();
@@ -677,26 +822,52 @@ impl Ctx {
             let h = crate::checksum::sha256_bytes(&bytes);
             key_text.push_str(&h);
             if let Ok(rel) = p.strip_prefix(root) {
-                self.frame.inputs.lock().unwrap().files.insert(rel.to_string(), h);
+                self.frame
+                    .inputs
+                    .lock()
+                    .unwrap()
+                    .files
+                    .insert(rel.to_string(), h);
             } else {
-                self.frame.inputs.lock().unwrap().files.insert(p.to_string(), h);
+                self.frame
+                    .inputs
+                    .lock()
+                    .unwrap()
+                    .files
+                    .insert(p.to_string(), h);
             }
         }
         let key = crate::checksum::sha256_bytes(key_text.as_bytes());
-        let dest = self.run.build_dir.join("src").join(format!("{}-{}-{}", pkg.name, pkg.version, &key[..12]));
+        let dest = self.run.build_dir.join("src").join(format!(
+            "{}-{}-{}",
+            pkg.name,
+            pkg.version,
+            &key[..12]
+        ));
         if dest.is_dir() {
             return Ok(dest);
         }
         let parent = self.run.build_dir.join("src");
         std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{parent}`: {e}"))?;
-        let tmp = parent.join(format!(".{}-{}.part-{}", pkg.name, &key[..12], std::process::id()));
+        let tmp = parent.join(format!(
+            ".{}-{}.part-{}",
+            pkg.name,
+            &key[..12],
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create `{tmp}`: {e}"))?;
         let tree = tmp.join("tree");
         let result = crate::extract::extract(archive, &tree)
             .map_err(|e| format!("{e}"))
-            .and_then(|_| crate::patch::apply_patches(&tree, &patches, &self.frame.log).map_err(|e| format!("{e}")))
-            .and_then(|_| std::fs::rename(&tree, &dest).map_err(|e| format!("cannot rename `{tree}` to `{dest}`: {e}")));
+            .and_then(|_| {
+                crate::patch::apply_patches(&tree, &patches, &self.frame.log)
+                    .map_err(|e| format!("{e}"))
+            })
+            .and_then(|_| {
+                std::fs::rename(&tree, &dest)
+                    .map_err(|e| format!("cannot rename `{tree}` to `{dest}`: {e}"))
+            });
         let _ = std::fs::remove_dir_all(&tmp);
         result.map(|_| dest)
     }
@@ -710,7 +881,8 @@ impl Ctx {
         if work.exists() {
             std::fs::remove_dir_all(&work).map_err(|e| format!("cannot remove `{work}`: {e}"))?;
         }
-        std::fs::create_dir_all(work.parent().unwrap()).map_err(|e| format!("cannot create `{work}`: {e}"))?;
+        std::fs::create_dir_all(work.parent().unwrap())
+            .map_err(|e| format!("cannot create `{work}`: {e}"))?;
         copy_tree(&src, &work)?;
         Ok(work)
     }
@@ -729,18 +901,39 @@ impl Ctx {
     }
 
     /// Run a command in the airlock, in `cwd`, logging to this frame's log.
-    pub fn run_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<()> {
+    pub fn run_cmd(
+        &self,
+        cwd: &Utf8Path,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> PrimResult<()> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(self.frame.own_bin.as_deref(), BTreeMap::new()).run(&cmd).map_err(|e| format!("{e}"))
+        self.run
+            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .run(&cmd)
+            .map_err(|e| format!("{e}"))
     }
 
     /// Run a command in the airlock and return its standard output.
-    pub fn output_cmd(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<String> {
+    pub fn output_cmd(
+        &self,
+        cwd: &Utf8Path,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> PrimResult<String> {
         let cmd = self.command(cwd, argv, env)?;
-        self.run.airlock(self.frame.own_bin.as_deref(), BTreeMap::new()).output(&cmd).map_err(|e| format!("{e}"))
+        self.run
+            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .output(&cmd)
+            .map_err(|e| format!("{e}"))
     }
 
-    fn command(&self, cwd: &Utf8Path, argv: Vec<String>, env: BTreeMap<String, String>) -> PrimResult<airlock::Command> {
+    fn command(
+        &self,
+        cwd: &Utf8Path,
+        argv: Vec<String>,
+        env: BTreeMap<String, String>,
+    ) -> PrimResult<airlock::Command> {
         if argv.is_empty() {
             return Err("empty command: give the program and its arguments as an array".into());
         }
@@ -748,15 +941,22 @@ impl Ctx {
             return Err("interrupted".into());
         }
         let mut env = env;
-        env.entry("HOME".into()).or_insert_with(|| self.run.arch_dir().join("work").to_string());
-        env.entry("TMPDIR".into()).or_insert_with(|| self.run.arch_dir().join("tmp").to_string());
+        env.entry("HOME".into())
+            .or_insert_with(|| self.run.arch_dir().join("work").to_string());
+        env.entry("TMPDIR".into())
+            .or_insert_with(|| self.run.arch_dir().join("tmp").to_string());
         let _ = std::fs::create_dir_all(self.run.arch_dir().join("tmp"));
         Ok(airlock::Command {
             argv,
             cwd: cwd.to_owned(),
             env,
             log: self.frame.log.clone(),
-            package: self.frame.package.as_ref().map(|p| p.name.clone()).unwrap_or_else(|| self.frame.stage.clone()),
+            package: self
+                .frame
+                .package
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| self.frame.stage.clone()),
         })
     }
 
@@ -774,7 +974,11 @@ impl Ctx {
                 if let Some(prefix) = n.strip_suffix('*') {
                     let found = glob_host(prefix, &host_path);
                     if found.is_empty() {
-                        if is_optional { optional_missing.push(n.clone()) } else { missing.push(n.clone()) }
+                        if is_optional {
+                            optional_missing.push(n.clone())
+                        } else {
+                            missing.push(n.clone())
+                        }
                     }
                     tools.extend(found.into_iter().map(|(name, p)| format!("{name}={p}")));
                 } else {
@@ -799,15 +1003,16 @@ impl Ctx {
         {
             let mut inputs = self.frame.inputs.lock().unwrap();
             for t in &tools {
-                if let Some((name, p)) = t.split_once('=') {
-                    if !name.contains('*') {
-                        inputs.tools.insert(p.to_string(), p.to_string());
-                    }
+                if let Some((name, p)) = t.split_once('=')
+                    && !name.contains('*')
+                {
+                    inputs.tools.insert(p.to_string(), p.to_string());
                 }
             }
         }
         let bin = out.join("bin");
-        let left = airlock::populate_host_bin(&bin, &tools, &host_path).map_err(|e| format!("cannot fill `{bin}`: {e}"))?;
+        let left = airlock::populate_host_bin(&bin, &tools, &host_path)
+            .map_err(|e| format!("cannot fill `{bin}`: {e}"))?;
         optional_missing.extend(left);
         Ok(optional_missing)
     }
@@ -817,9 +1022,13 @@ impl Ctx {
 fn glob_host(prefix: &str, host_path: &str) -> Vec<(String, Utf8PathBuf)> {
     let mut found: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
     for dir in host_path.split(':').filter(|d| !d.is_empty()) {
-        let Ok(rd) = std::fs::read_dir(dir) else { continue };
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
         for e in rd.flatten() {
-            let Ok(name) = e.file_name().into_string() else { continue };
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
             let p = Utf8PathBuf::from(dir).join(&name);
             if name.starts_with(prefix) && is_executable(&p) {
                 found.entry(name).or_insert(p);
@@ -850,13 +1059,20 @@ pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
         for _ in 0..workers {
             s.spawn(|| {
                 loop {
-                    let Some(p) = next.lock().unwrap().next() else { break };
+                    let Some(p) = next.lock().unwrap().next() else {
+                        break;
+                    };
                     if run.cache.cached(&p.spec()).is_some() {
                         continue;
                     }
                     let mut say = |line: &str| println!("    {}: {line}", p.name);
                     match run.cache.fetch(&p.spec(), &opts, &mut say) {
-                        Ok(f) => println!("    {}: {} ({})", p.name, f.path.file_name().unwrap_or(""), f.from),
+                        Ok(f) => println!(
+                            "    {}: {} ({})",
+                            p.name,
+                            f.path.file_name().unwrap_or(""),
+                            f.from
+                        ),
                         Err(e) => errors.lock().unwrap().push(format!("{e}")),
                     }
                 }
@@ -864,5 +1080,9 @@ pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
         }
     });
     let errors = errors.into_inner().unwrap();
-    if errors.is_empty() { Ok(()) } else { Err(errors.join("\n")) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n"))
+    }
 }

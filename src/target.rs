@@ -13,14 +13,38 @@ use std::collections::BTreeMap;
 pub const REQUIRED: &[(&str, &str)] = &[
     ("DESCRIPTION", "one line saying what CPU and board this is"),
     ("KARCH", "the kernel's ARCH= name, for example \"sh\""),
-    ("KERNEL_IMAGE", "the kernel image's path in the kernel build, for example \"arch/sh/boot/zImage\""),
-    ("CROSS_COMPILE", "the default external cross compiler's prefix, for example \"sh4-linux-gnu-\""),
-    ("CROSS_PACKAGE", "the Debian package that provides that compiler, for example \"gcc-sh4-linux-gnu\""),
-    ("QEMU", "the system emulator, for example \"qemu-system-sh4\""),
-    ("QEMU_PACKAGE", "the Debian package that provides it, for example \"qemu-system-misc\""),
-    ("QEMU_MACHINE", "QEMU's board and serial options, for example \"-M r2d -serial null -serial mon:stdio\""),
-    ("QEMU_USER", "the user-mode emulator for the toolchain sanity check, for example \"qemu-sh4-static\""),
-    ("CONSOLE", "the kernel's serial console device, for example \"ttySC1\""),
+    (
+        "KERNEL_IMAGE",
+        "the kernel image's path in the kernel build, for example \"arch/sh/boot/zImage\"",
+    ),
+    (
+        "CROSS_COMPILE",
+        "the default external cross compiler's prefix, for example \"sh4-linux-gnu-\"",
+    ),
+    (
+        "CROSS_PACKAGE",
+        "the Debian package that provides that compiler, for example \"gcc-sh4-linux-gnu\"",
+    ),
+    (
+        "QEMU",
+        "the system emulator, for example \"qemu-system-sh4\"",
+    ),
+    (
+        "QEMU_PACKAGE",
+        "the Debian package that provides it, for example \"qemu-system-misc\"",
+    ),
+    (
+        "QEMU_MACHINE",
+        "QEMU's board and serial options, for example \"-M r2d -serial null -serial mon:stdio\"",
+    ),
+    (
+        "QEMU_USER",
+        "the user-mode emulator for the toolchain sanity check, for example \"qemu-sh4-static\"",
+    ),
+    (
+        "CONSOLE",
+        "the kernel's serial console device, for example \"ttySC1\"",
+    ),
 ];
 
 /// A loaded target.
@@ -82,13 +106,31 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
     let text = match engine.read(rel) {
         Ok(t) => t,
         Err(e) => {
-            return vec![ScriptDiagnostic::at(rel, "", 1, 1, format!("cannot read `{rel}`: {e}"), "", None)];
+            return vec![ScriptDiagnostic::at(
+                rel,
+                "",
+                1,
+                1,
+                format!("cannot read `{rel}`: {e}"),
+                "",
+                None,
+            )];
         }
     };
     let ast = match engine.compile(rel, &rhai::Scope::new()) {
         Ok(a) => a,
         Err(ScriptError::Diagnostic(d)) => return vec![*d],
-        Err(e) => return vec![ScriptDiagnostic::at(rel, &text, 1, 1, e.to_string(), "", None)],
+        Err(e) => {
+            return vec![ScriptDiagnostic::at(
+                rel,
+                &text,
+                1,
+                1,
+                e.to_string(),
+                "",
+                None,
+            )];
+        }
     };
     let consts = exported_consts(&ast);
     let mut out = Vec::new();
@@ -115,7 +157,12 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                 | rhai::Expr::InterpolatedString(..)
                 | rhai::Expr::DynamicConstant(..)
         );
-        if !ok || !c.name.chars().all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_') {
+        if !ok
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_uppercase() || ch.is_ascii_digit() || ch == '_')
+        {
             out.push(ScriptDiagnostic::at(
                 rel,
                 &text,
@@ -127,14 +174,23 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
             ));
         }
     }
-    let dir = engine.project.root.join(rel).parent().map(|p| p.to_owned()).unwrap_or_default();
+    let dir = engine
+        .project
+        .root
+        .join(rel)
+        .parent()
+        .map(|p| p.to_owned())
+        .unwrap_or_default();
     if !dir.join("linux.config").is_file() {
         out.push(ScriptDiagnostic::at(
             rel,
             &text,
             1,
             1,
-            format!("target folder `{}` has no `linux.config`", engine.project.relative(&dir)),
+            format!(
+                "target folder `{}` has no `linux.config`",
+                engine.project.relative(&dir)
+            ),
             "target defined here",
             Some("add the board's kernel miniconfig (CONFIG_X=y lines) beside target.rhai".into()),
         ));

@@ -56,11 +56,17 @@ fn unknown_function_is_found_without_running() {
 fn unknown_function_in_an_imported_module_is_named() {
     let p = TestProject::empty();
     p.write("stdlib/helpers.rhai", "fn greet(ctx) { print(\"hi\"); }\n");
-    p.write("scripts/use.rhai", "import \"stdlib/helpers\" as helpers;\nhelpers::greet(ctx);\nhelpers::gret(ctx);\n");
+    p.write(
+        "scripts/use.rhai",
+        "import \"stdlib/helpers\" as helpers;\nhelpers::greet(ctx);\nhelpers::gret(ctx);\n",
+    );
     let err = check(&p, &["scripts/use.rhai"]);
     assert!(err.contains("unknown function `helpers::gret`"), "{err}");
     assert!(err.contains("[scripts/use.rhai:3:10]"), "{err}");
-    assert!(err.contains("module `helpers` defines no public function `gret`"), "{err}");
+    assert!(
+        err.contains("module `helpers` defines no public function `gret`"),
+        "{err}"
+    );
     assert!(!err.contains("greet`"), "{err}");
 }
 
@@ -96,11 +102,19 @@ export const sources = [
 fn target_missing_a_field_names_file_and_field() {
     let p = TestProject::empty();
     p.add_target("mini");
-    let text = p.read("targets/mini/target.rhai").replace("export const CONSOLE = \"ttySC1\";\n", "");
+    let text = p
+        .read("targets/mini/target.rhai")
+        .replace("export const CONSOLE = \"ttySC1\";\n", "");
     p.write("targets/mini/target.rhai", &text);
     let err = check(&p, &["targets/mini"]);
-    assert!(err.contains("× target `targets/mini/target.rhai` lacks the required setting `CONSOLE`"), "{err}");
-    assert!(err.contains("help: add `export const CONSOLE = ...;`: the kernel's serial console device"), "{err}");
+    assert!(
+        err.contains("× target `targets/mini/target.rhai` lacks the required setting `CONSOLE`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("help: add `export const CONSOLE = ...;`: the kernel's serial console device"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -127,6 +141,12 @@ fn a_copied_target_is_listed_and_checked_without_rebuilding() {
     );
     p.write("targets/sh4eb/target.rhai", &t);
     let o = p.rhbuild(&["list", "targets"]).success();
-    assert!(o.stdout.lines().any(|l| l.starts_with("sh4eb") && l.contains("a copy under a new name")), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("sh4eb") && l.contains("a copy under a new name")),
+        "{}",
+        o.stdout
+    );
     p.rhbuild(&["check", "targets/sh4eb"]).success();
 }

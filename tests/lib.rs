@@ -10,5 +10,5 @@ mod http_server;
 mod image;
 mod kconfig;
 mod patch;
-mod qemu;
 mod pipeline;
+mod qemu;

@@ -154,7 +154,7 @@ fn patches_are_listed_in_name_order() {
 fn good_patch_applies_and_is_logged() {
     let t = tree();
     let patch = write(&t.dir.join("patches"), "0001-two.patch", GOOD);
-    apply_patches(&t.src, &[patch.clone()], &t.log).unwrap();
+    apply_patches(&t.src, std::slice::from_ref(&patch), &t.log).unwrap();
     assert_eq!(numbers(&t), ORIGINAL.replace("two", "TWO"));
     let log = fs::read_to_string(&t.log).unwrap();
     assert!(log.contains(patch.as_str()), "{log}");
@@ -166,7 +166,7 @@ fn good_patch_applies_and_is_logged() {
 fn failing_patch_changes_nothing_and_names_the_hunk() {
     let t = tree();
     let patch = write(&t.dir.join("patches"), "0002-bad.patch", BAD);
-    let err = apply_patches(&t.src, &[patch.clone()], &t.log).unwrap_err();
+    let err = apply_patches(&t.src, std::slice::from_ref(&patch), &t.log).unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains(&format!("patch `{patch}`")), "{msg}");
     assert!(
@@ -214,7 +214,7 @@ fn patching_stops_at_the_first_failure() {
 fn already_applied_patch_fails() {
     let t = tree();
     let patch = write(&t.dir.join("patches"), "0001-two.patch", GOOD);
-    apply_patches(&t.src, &[patch.clone()], &t.log).unwrap();
+    apply_patches(&t.src, std::slice::from_ref(&patch), &t.log).unwrap();
     let err = apply_patches(&t.src, &[patch], &t.log).unwrap_err();
     assert!(
         err.to_string().contains("hunk #1 of `src/numbers.txt`"),

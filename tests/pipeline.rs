@@ -57,7 +57,10 @@ fn run(mut cmd: Command) -> Output {
 }
 
 fn show(o: &Output) -> String {
-    format!("status {}\n--- stdout\n{}\n--- stderr\n{}", o.status, o.stdout, o.stderr)
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status, o.stdout, o.stderr
+    )
 }
 
 #[test]
@@ -75,21 +78,46 @@ fn sh4_builds_boots_and_passes_the_smoketest() {
 
     // The image directory holds what a user needs without rhbuild.
     let image = build_dir().join("sh4/system-image");
-    for f in ["zImage", "initramfs.cpio.gz", "run-emulator.sh", "manifest.json"] {
+    for f in [
+        "zImage",
+        "initramfs.cpio.gz",
+        "run-emulator.sh",
+        "manifest.json",
+    ] {
         assert!(image.join(f).is_file(), "{f} missing from {image}");
     }
     let manifest = std::fs::read_to_string(image.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"linux-kernel\""), "{manifest}");
-    let kernel_manifest = std::fs::read_to_string(build_dir().join("sh4/linux-kernel/manifest.json")).unwrap();
-    assert!(kernel_manifest.contains("\"unverified\": [\n    \"linux\""), "{kernel_manifest}");
+    let kernel_manifest =
+        std::fs::read_to_string(build_dir().join("sh4/linux-kernel/manifest.json")).unwrap();
+    assert!(
+        kernel_manifest.contains("\"unverified\": [\n    \"linux\""),
+        "{kernel_manifest}"
+    );
 
     // Nothing changed: every stage is skipped.
     let again = run(rhbuild(&["run", "scripts/system-image.rhai"]));
     assert!(again.status.success(), "{}", show(&again));
-    for stage in ["host-tools", "cross-compiler", "root-filesystem", "linux-kernel", "system-image"] {
-        assert!(again.stdout.contains(&format!("--- {stage} (sh4): up to date")), "{stage} was not skipped\n{}", show(&again));
+    for stage in [
+        "host-tools",
+        "cross-compiler",
+        "root-filesystem",
+        "linux-kernel",
+        "system-image",
+    ] {
+        assert!(
+            again
+                .stdout
+                .contains(&format!("--- {stage} (sh4): up to date")),
+            "{stage} was not skipped\n{}",
+            show(&again)
+        );
     }
-    assert!(!again.stdout.contains("==="), "something was rebuilt\n{}", show(&again));
+    assert!(
+        !again.stdout.contains("==="),
+        "something was rebuilt\n{}",
+        show(&again)
+    );
 }
 
 #[test]
@@ -100,7 +128,10 @@ fn a_lost_miniconfig_symbol_stops_the_kernel_build_and_is_named() {
     // copy of the project so the real one is untouched.
     let p = crate::util::TestProject::copy_of_repo();
     let board = p.read("targets/sh4/linux.config");
-    p.write("targets/sh4/linux.config", &format!("{board}\n# no such driver\nCONFIG_RHBUILD_NO_SUCH_DRIVER=y\n"));
+    p.write(
+        "targets/sh4/linux.config",
+        &format!("{board}\n# no such driver\nCONFIG_RHBUILD_NO_SUCH_DRIVER=y\n"),
+    );
     let mut cmd = rhbuild(&["run", "scripts/linux-kernel.rhai"]);
     cmd.current_dir(&p.root);
     let o = run(cmd);
@@ -114,7 +145,11 @@ fn a_lost_miniconfig_symbol_stops_the_kernel_build_and_is_named() {
         "{}",
         show(&o)
     );
-    assert!(o.stderr.contains("did not survive `make allnoconfig`"), "{}", show(&o));
+    assert!(
+        o.stderr.contains("did not survive `make allnoconfig`"),
+        "{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -132,9 +167,21 @@ fn a_kernel_that_never_reaches_the_prompt_fails_the_smoketest_with_the_console_t
         "SMOKETEST_TIMEOUT=60",
     ]));
     assert!(!o.status.success(), "{}", show(&o));
-    assert!(o.stderr.contains("Type exit when done."), "the error names what it waited for\n{}", show(&o));
-    assert!(o.stderr.contains("no-such-init"), "the console tail is shown\n{}", show(&o));
-    assert!(o.stderr.contains("smoketest-console.log"), "the console log's path is named\n{}", show(&o));
+    assert!(
+        o.stderr.contains("Type exit when done."),
+        "the error names what it waited for\n{}",
+        show(&o)
+    );
+    assert!(
+        o.stderr.contains("no-such-init"),
+        "the console tail is shown\n{}",
+        show(&o)
+    );
+    assert!(
+        o.stderr.contains("smoketest-console.log"),
+        "the console log's path is named\n{}",
+        show(&o)
+    );
 }
 
 #[test]
@@ -146,7 +193,10 @@ fn interrupting_a_stage_leaves_nothing_that_looks_finished() {
     let dir = build_dir().with_file_name("pipeline-interrupt");
     let _ = std::fs::remove_dir_all(&dir);
     let mut cmd = rhbuild(&["run", "scripts/cross-compiler.rhai"]);
-    let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let mut cmd2 = Command::new(cmd.get_program());
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -157,31 +207,51 @@ fn interrupting_a_stage_leaves_nothing_that_looks_finished() {
             cmd2.arg(a);
         }
     }
-    cmd2.current_dir(crate::util::repo_root()).env("NO_COLOR", "1").env_remove("ARCH");
-    cmd2.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd2.current_dir(crate::util::repo_root())
+        .env("NO_COLOR", "1")
+        .env_remove("ARCH");
+    cmd2.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     cmd = cmd2;
     let mut child = cmd.spawn().unwrap();
     // Wait until musl is being built (its log has grown), then Ctrl-C.
     let log = dir.join("sh4/logs/musl.log");
     let start = std::time::Instant::now();
     while std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0) < 2000 {
-        assert!(start.elapsed().as_secs() < 600, "musl never started building");
-        assert!(child.try_wait().unwrap().is_none(), "rhbuild ended before musl built");
+        assert!(
+            start.elapsed().as_secs() < 600,
+            "musl never started building"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "rhbuild ended before musl built"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(!dir.join("sh4/cross-compiler").exists(), "an interrupted stage left its output");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !dir.join("sh4/cross-compiler").exists(),
+        "an interrupted stage left its output"
+    );
     let leftovers: Vec<String> = std::fs::read_dir(dir.join("sh4"))
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains(".part"))
         .collect();
-    assert!(leftovers.is_empty(), "temporary outputs left behind: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary outputs left behind: {leftovers:?}"
+    );
     // The stage before it is still complete and still up to date.
     assert!(dir.join("sh4/host/manifest.json").is_file());
     let _ = std::fs::remove_dir_all(&dir);

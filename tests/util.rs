@@ -30,7 +30,12 @@ impl TestProject {
         let p = Self::empty();
         let repo = repo_root();
         for d in ["scripts", "packages", "targets", "stdlib"] {
-            let status = Command::new("cp").args(["-a", "-T"]).arg(repo.join(d)).arg(p.root.join(d)).status().unwrap();
+            let status = Command::new("cp")
+                .args(["-a", "-T"])
+                .arg(repo.join(d))
+                .arg(p.root.join(d))
+                .status()
+                .unwrap();
             assert!(status.success());
         }
         p
@@ -50,13 +55,22 @@ impl TestProject {
     /// `rhbuild ARGS` run in the project's root.
     pub fn rhbuild(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
-        cmd.args(args).current_dir(&self.root).env("NO_COLOR", "1").env_remove("ARCH");
-        Run { cmd, root: self.root.clone() }
+        cmd.args(args)
+            .current_dir(&self.root)
+            .env("NO_COLOR", "1")
+            .env_remove("ARCH");
+        Run {
+            cmd,
+            root: self.root.clone(),
+        }
     }
 
     /// A minimal valid target folder.
     pub fn add_target(&self, name: &str) {
-        self.write(&format!("targets/{name}/target.rhai"), &minimal_target(name));
+        self.write(
+            &format!("targets/{name}/target.rhai"),
+            &minimal_target(name),
+        );
         self.write(&format!("targets/{name}/linux.config"), "CONFIG_PRINTK=y\n");
     }
 }
@@ -130,7 +144,11 @@ impl Run {
     /// Run and require failure.
     pub fn failure(self) -> Output {
         let o = Self::output_of(&self);
-        assert!(!o.status.success(), "expected failure\n{}", self.explain(&o));
+        assert!(
+            !o.status.success(),
+            "expected failure\n{}",
+            self.explain(&o)
+        );
         o
     }
 
@@ -160,13 +178,13 @@ pub fn listing(root: &Utf8Path) -> String {
     let mut out = Vec::new();
     let mut todo = vec![root.to_owned()];
     while let Some(d) = todo.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = Utf8PathBuf::from_path_buf(e.path()).unwrap();
-            if p.is_dir() && !p.is_symlink() {
-                if out.len() < 400 {
-                    todo.push(p.clone());
-                }
+            if p.is_dir() && !p.is_symlink() && out.len() < 400 {
+                todo.push(p.clone());
             }
             out.push(p.strip_prefix(root).unwrap_or(&p).to_string());
         }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 /// stdlib/), report unknown functions and malformed package and target
 /// metadata with file, line and column. Builds nothing.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  rhbuild check\n  rhbuild check packages/busybox.rhai targets/sh4")]
+#[command(
+    after_help = "Examples:\n  rhbuild check\n  rhbuild check packages/busybox.rhai targets/sh4"
+)]
 pub struct Args {
     /// Files or folders to check (a target folder checks its target.rhai).
     paths: Vec<Utf8PathBuf>,
@@ -24,7 +26,12 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
             let abs = crate::project::absolute(p);
             let rel = match abs.strip_prefix(&engine.project.root) {
                 Ok(r) => r.to_owned(),
-                Err(_) => return Err(super::msg(format!("`{p}` is not inside the project `{}`", engine.project.root))),
+                Err(_) => {
+                    return Err(super::msg(format!(
+                        "`{p}` is not inside the project `{}`",
+                        engine.project.root
+                    )));
+                }
             };
             if abs.is_dir() {
                 if abs.join("target.rhai").is_file() {
@@ -48,10 +55,18 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     }
     let n = files.len();
     if problems.is_empty() {
-        println!("checked {n} file{}: no problems", if n == 1 { "" } else { "s" });
+        println!(
+            "checked {n} file{}: no problems",
+            if n == 1 { "" } else { "s" }
+        );
         Ok(ExitCode::SUCCESS)
     } else {
-        println!("checked {n} file{}: {} problem{}", if n == 1 { "" } else { "s" }, problems.len(), if problems.len() == 1 { "" } else { "s" });
+        println!(
+            "checked {n} file{}: {} problem{}",
+            if n == 1 { "" } else { "s" },
+            problems.len(),
+            if problems.len() == 1 { "" } else { "s" }
+        );
         Ok(ExitCode::FAILURE)
     }
 }

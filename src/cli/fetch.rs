@@ -9,7 +9,9 @@ use std::process::ExitCode;
 /// Download and verify packages into build/cache/ (all packages when none
 /// are named). Cached files are re-verified; nothing is extracted.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  rhbuild fetch\n  rhbuild fetch busybox musl\n  PREFERRED_MIRROR=http://127.0.0.1:8000 rhbuild fetch")]
+#[command(
+    after_help = "Examples:\n  rhbuild fetch\n  rhbuild fetch busybox musl\n  PREFERRED_MIRROR=http://127.0.0.1:8000 rhbuild fetch"
+)]
 pub struct Args {
     /// Packages to fetch (default: every package in packages/).
     packages: Vec<String>,
@@ -32,13 +34,23 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     };
     let mut pkgs = Vec::new();
     for n in &names {
-        pkgs.push(crate::package::load(&engine, n).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?);
+        pkgs.push(
+            crate::package::load(&engine, n)
+                .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?,
+        );
     }
-    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
+    let build_dir = if args.build_dir.is_absolute() {
+        args.build_dir.clone()
+    } else {
+        engine.project.root.join(&args.build_dir)
+    };
     let cache = SourceCache::new(build_dir.join("cache"));
-    let interrupt = crate::interrupt::Interrupt::from_signals().map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
+    let interrupt = crate::interrupt::Interrupt::from_signals()
+        .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
     let opts = crate::fetch::FetchOptions {
-        preferred_mirror: std::env::var("PREFERRED_MIRROR").ok().filter(|s| !s.is_empty()),
+        preferred_mirror: std::env::var("PREFERRED_MIRROR")
+            .ok()
+            .filter(|s| !s.is_empty()),
         progress: std::io::stderr().is_terminal(),
         interrupt,
         ..Default::default()
@@ -50,14 +62,25 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         for _ in 0..jobs {
             s.spawn(|| {
                 loop {
-                    let Some(p) = next.lock().unwrap().next() else { break };
+                    let Some(p) = next.lock().unwrap().next() else {
+                        break;
+                    };
                     if let Some(f) = cache.cached(&p.spec()) {
-                        println!("{:<12} {} (cached)", p.name, f.path.file_name().unwrap_or(""));
+                        println!(
+                            "{:<12} {} (cached)",
+                            p.name,
+                            f.path.file_name().unwrap_or("")
+                        );
                         continue;
                     }
                     let mut say = |l: &str| println!("{:<12} {l}", p.name);
                     match cache.fetch(&p.spec(), &opts, &mut say) {
-                        Ok(f) => println!("{:<12} {} ({})", p.name, f.path.file_name().unwrap_or(""), f.from),
+                        Ok(f) => println!(
+                            "{:<12} {} ({})",
+                            p.name,
+                            f.path.file_name().unwrap_or(""),
+                            f.from
+                        ),
                         Err(e) => failures.lock().unwrap().push((p.name.clone(), e)),
                     }
                 }

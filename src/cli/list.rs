@@ -39,7 +39,9 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
             for n in p.names_in(&p.packages()) {
                 match crate::package::load(&engine, &n) {
                     Ok(pkg) => println!("{n:<14} {}", pkg.version),
-                    Err(_) => println!("{n:<14} (does not load: run `rhbuild check packages/{n}.rhai`)"),
+                    Err(_) => {
+                        println!("{n:<14} (does not load: run `rhbuild check packages/{n}.rhai`)")
+                    }
                 }
             }
         }

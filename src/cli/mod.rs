@@ -45,7 +45,10 @@ pub fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
-    let start = cli.project.clone().unwrap_or_else(|| Utf8PathBuf::from("."));
+    let start = cli
+        .project
+        .clone()
+        .unwrap_or_else(|| Utf8PathBuf::from("."));
     let project = match Project::find(&start) {
         Ok(p) => p,
         Err(e) => return report(&e),
@@ -84,5 +87,7 @@ pub fn msg(s: impl Into<String>) -> Box<dyn miette::Diagnostic + Send + Sync> {
 
 /// The default job count: the machine's cores.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 /// Run a script: a stage is skipped when its inputs are unchanged, and
 /// everything it needs before it runs first.
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild run scripts/smoketest.rhai --arch sh4 --source linux=/usr/src/linux-source-6.1.tar.xz\n  rhbuild run scripts/system-image.rhai --arch sh4 --set SYSIMAGE_TYPE=squashfs -j 2")]
+#[command(
+    after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild run scripts/smoketest.rhai --arch sh4 --source linux=/usr/src/linux-source-6.1.tar.xz\n  rhbuild run scripts/system-image.rhai --arch sh4 --set SYSIMAGE_TYPE=squashfs -j 2"
+)]
 pub struct Args {
     /// The script to run, for example scripts/system-image.rhai.
     script: Utf8PathBuf,
@@ -38,7 +40,9 @@ pub fn parse_sources(pairs: &[String]) -> Result<BTreeMap<String, Utf8PathBuf>, 
     let mut out = BTreeMap::new();
     for p in pairs {
         let Some((name, path)) = p.split_once('=') else {
-            return Err(format!("malformed `--source {p}`: expected NAME=PATH, for example `--source linux=/usr/src/linux-source-6.1.tar.xz`"));
+            return Err(format!(
+                "malformed `--source {p}`: expected NAME=PATH, for example `--source linux=/usr/src/linux-source-6.1.tar.xz`"
+            ));
         };
         let path = crate::project::absolute(Utf8Path::new(path));
         if !path.exists() {
@@ -53,18 +57,31 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     let script = crate::project::absolute(&args.script);
     let rel = match script.strip_prefix(&engine.project.root) {
         Ok(r) => r.to_owned(),
-        Err(_) => return Err(msg(format!("`{}` is not inside the project `{}`", args.script, engine.project.root))),
+        Err(_) => {
+            return Err(msg(format!(
+                "`{}` is not inside the project `{}`",
+                args.script, engine.project.root
+            )));
+        }
     };
     if !script.is_file() {
         return Err(msg(format!(
             "no script `{}` (stages: {})",
             args.script,
-            engine.project.names_in(&engine.project.scripts()).join(", ")
+            engine
+                .project
+                .names_in(&engine.project.scripts())
+                .join(", ")
         )));
     }
-    let cli_settings = Settings::parse_pairs(&args.set).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    let cli_settings = Settings::parse_pairs(&args.set)
+        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     let overrides = parse_sources(&args.source).map_err(msg)?;
-    let build_dir = if args.build_dir.is_absolute() { args.build_dir.clone() } else { engine.project.root.join(&args.build_dir) };
+    let build_dir = if args.build_dir.is_absolute() {
+        args.build_dir.clone()
+    } else {
+        engine.project.root.join(&args.build_dir)
+    };
     let cfg = RunConfig {
         arch: args.arch.clone(),
         build_dir,
@@ -73,8 +90,10 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         env: Run::environment(),
         overrides,
     };
-    let interrupt = Interrupt::from_signals().map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
-    let run = Run::new(engine, cfg, interrupt.clone()).map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    let interrupt = Interrupt::from_signals()
+        .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
+    let run = Run::new(engine, cfg, interrupt.clone())
+        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     let result = run.run_script(&rel);
     match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
