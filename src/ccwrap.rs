@@ -16,6 +16,7 @@
 //! cxx=/usr/bin/sh4-linux-gnu-g++
 //! libgcc=/usr/lib/gcc-cross/sh4-linux-gnu/12
 //! flags=-fplugin=$ROOT/lib/gcc-plugin.so
+//! libs=-lgccfix
 //! ```
 //!
 //! `$ROOT` is replaced by the toolchain root. As the original's `ccwrap`
@@ -37,6 +38,8 @@ pub struct Config {
     pub libgcc: String,
     /// Extra flags for every compile, `$ROOT` already replaced.
     pub flags: Vec<String>,
+    /// Libraries linked before libgcc (replacements for broken helpers).
+    pub libs: Vec<String>,
 }
 
 impl Config {
@@ -60,6 +63,7 @@ impl Config {
                 "cxx" => c.cxx = v,
                 "libgcc" => c.libgcc = v,
                 "flags" => c.flags.extend(v.split_whitespace().map(str::to_owned)),
+                "libs" => c.libs.extend(v.split_whitespace().map(str::to_owned)),
                 other => return Err(format!("ccwrap.conf line {}: unknown key `{other}`", n + 1)),
             }
         }
@@ -170,7 +174,9 @@ pub fn rewrite(cfg: &Config, root: &Path, mode: &Mode, args: &[String]) -> Vec<S
         if mode.cxx {
             out.push("-lstdc++".into());
         }
-        out.extend(["-Wl,--start-group", "-lc", "-lgcc", "-Wl,--end-group"].map(String::from));
+        out.extend(["-Wl,--start-group", "-lc"].map(String::from));
+        out.extend(cfg.libs.iter().cloned());
+        out.extend(["-lgcc", "-Wl,--end-group"].map(String::from));
     } else if linking && !mode.nostdlib {
         out.push("-lgcc".into());
     }
