@@ -67,6 +67,7 @@ pub struct Dir {
 pub struct Console {
     inner: Arc<Mutex<Option<crate::qemu::QemuConsole>>>,
     log: Utf8PathBuf,
+    started: std::time::Instant,
 }
 
 impl Console {
@@ -139,6 +140,15 @@ pub fn register(engine: &mut Engine) {
             .map(|p| p.to_string_lossy().to_string())
             .unwrap_or_default()
     });
+    engine.register_fn(
+        "which_or",
+        |c: &mut Ctx, name: &str, default: &str| -> String {
+            let _ = c;
+            crate::stage::resolve_host_tool(name)
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| default.to_string())
+        },
+    );
     engine.register_fn("which", |c: &mut Ctx, name: &str| -> RhaiResult<String> {
         let p = crate::stage::resolve_host_tool(name)
             .ok_or_else(|| fail(format!("host program `{name}` not found in PATH")))?;
@@ -445,6 +455,7 @@ pub fn register(engine: &mut Engine) {
         Ok(Console {
             inner: Arc::new(Mutex::new(Some(console))),
             log,
+            started: std::time::Instant::now(),
         })
     });
     engine.register_fn("emulate", |c: &mut Ctx, spec: Map| -> RhaiResult<i64> {
@@ -453,6 +464,9 @@ pub fn register(engine: &mut Engine) {
         Ok(status.code().unwrap_or(-1) as i64)
     });
     engine.register_get("log", |c: &mut Console| c.log.to_string());
+    engine.register_get("seconds", |c: &mut Console| {
+        c.started.elapsed().as_secs_f64()
+    });
     engine.register_fn(
         "expect",
         |c: &mut Console, pat: &str, timeout: i64| -> RhaiResult<String> {

@@ -488,10 +488,13 @@ impl SourceCache {
             AptError::Io(e) => Failure::Permanent(format!("cannot run `{shown}`: {e}")),
         })?;
         let downloaded = list_dir(&tmp_dir);
-        if !out.success {
+        let got = tmp_dir.join(file);
+        // Only the named file matters, and it is verified below: apt-get
+        // failing on another file of the source package (a .debian.tar.xz
+        // the archive no longer has, say) does not make it unusable.
+        if !out.success && !got.is_file() {
             return Err(apt_failure(&shown, &out.output, &downloaded));
         }
-        let got = tmp_dir.join(file);
         if !got.is_file() {
             return Err(Failure::Permanent(format!(
                 "`{shown}` did not download `{file}`; it downloaded {} (the archive may carry \
