@@ -177,6 +177,38 @@ impl ScriptEngine {
         Ok((ast, module.into()))
     }
 
+    /// Read and compile a file for validation: its text and AST, or the
+    /// diagnostics that say why it cannot be validated.
+    pub fn compile_for_check(
+        &self,
+        rel: &Utf8Path,
+    ) -> Result<(Arc<String>, AST), Vec<ScriptDiagnostic>> {
+        let text = self.read(rel).map_err(|e| {
+            vec![ScriptDiagnostic::at(
+                rel,
+                "",
+                1,
+                1,
+                format!("cannot read `{rel}`: {e}"),
+                "",
+                None,
+            )]
+        })?;
+        let ast = self.compile(rel, &Scope::new()).map_err(|e| match e {
+            ScriptError::Diagnostic(d) => vec![*d],
+            e => vec![ScriptDiagnostic::at(
+                rel,
+                &text,
+                1,
+                1,
+                e.to_string(),
+                "",
+                None,
+            )],
+        })?;
+        Ok((text, ast))
+    }
+
     /// A runtime error as a diagnostic located in the file where it happened.
     pub fn eval_error(&self, top: &Utf8Path, err: &EvalAltResult) -> ScriptError {
         ScriptError::Diagnostic(Box::new(diag::from_eval_error(top, err, self)))

@@ -122,36 +122,11 @@ fn origin_of(m: &Map) -> Origin {
 /// non-empty array of maps each with a `url` or `debian` + `file` origin and
 /// at least one well-formed checksum.
 pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
-    let text_src = match engine.read(rel) {
-        Ok(t) => t,
-        Err(e) => {
-            return vec![ScriptDiagnostic::at(
-                rel,
-                "",
-                1,
-                1,
-                format!("cannot read `{rel}`: {e}"),
-                "",
-                None,
-            )];
-        }
+    let (text_src, ast) = match engine.compile_for_check(rel) {
+        Ok(x) => x,
+        Err(diags) => return diags,
     };
     let text_src = text_src.as_str();
-    let ast = match engine.compile(rel, &rhai::Scope::new()) {
-        Ok(a) => a,
-        Err(ScriptError::Diagnostic(d)) => return vec![*d],
-        Err(e) => {
-            return vec![ScriptDiagnostic::at(
-                rel,
-                text_src,
-                1,
-                1,
-                e.to_string(),
-                "",
-                None,
-            )];
-        }
-    };
     let stem = rel.file_stem().unwrap_or("");
     let consts = exported_consts(&ast);
     let at = |pos: rhai::Position, msg: String, label: &str, help: &str| {

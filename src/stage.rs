@@ -425,15 +425,7 @@ impl Run {
             return Ok(Some(format!("unverified:{p}:{size}:{mtime}")));
         }
         let pkg = self.package(name)?;
-        Ok(Some(format!(
-            "{}:{}",
-            pkg.version,
-            pkg.origins
-                .iter()
-                .map(|o| o.expected.short())
-                .collect::<Vec<_>>()
-                .join(",")
-        )))
+        Ok(Some(pinned_identity(&pkg)))
     }
 
     /// Say once, loudly, that a package's source is a local override.
@@ -446,6 +438,13 @@ impl Run {
             w.push(name.to_string());
         }
     }
+}
+
+/// What identifies a verified package source in a manifest: its version
+/// and the checksums of its origins.
+fn pinned_identity(pkg: &Package) -> String {
+    let sums: Vec<String> = pkg.origins.iter().map(|o| o.expected.short()).collect();
+    format!("{}:{}", pkg.version, sums.join(","))
 }
 
 /// A scope with `ctx` declared, for compiling scripts under strict variables.
@@ -771,15 +770,7 @@ impl Ctx {
                 .ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
         })?;
         let origin = &pkg.origins[fetched.origin];
-        let id = format!(
-            "{}:{}",
-            pkg.version,
-            pkg.origins
-                .iter()
-                .map(|o| o.expected.short())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+        let id = pinned_identity(pkg);
         self.frame
             .inputs
             .lock()
@@ -1051,38 +1042,21 @@ pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
             None => true,
         })
         .collect();
-    let next = Mutex::new(todo.into_iter());
-    let errors: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let opts = run.fetch_options();
-    let workers = run.jobs.clamp(1, 4);
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                loop {
-                    let Some(p) = next.lock().unwrap().next() else {
-                        break;
-                    };
-                    if run.cache.cached(&p.spec()).is_some() {
-                        continue;
-                    }
-                    let mut say = |line: &str| println!("    {}: {line}", p.name);
-                    match run.cache.fetch(&p.spec(), &opts, &mut say) {
-                        Ok(f) => println!(
-                            "    {}: {} ({})",
-                            p.name,
-                            f.path.file_name().unwrap_or(""),
-                            f.from
-                        ),
-                        Err(e) => errors.lock().unwrap().push(format!("{e}")),
-                    }
-                }
-            });
+    let specs: Vec<_> = todo.iter().map(|p| p.spec()).collect();
+    let say = |name: &str, line: &str| {
+        if !line.ends_with("(cached)") {
+            println!("    {name}: {line}");
         }
-    });
-    let errors = errors.into_inner().unwrap();
-    if errors.is_empty() {
+    };
+    let failures =
+        crate::fetch::fetch_many(&run.cache, &specs, &run.fetch_options(), run.jobs, &say);
+    if failures.is_empty() {
         Ok(())
     } else {
-        Err(errors.join("\n"))
+        Err(failures
+            .iter()
+            .map(|(_, e)| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"))
     }
 }

@@ -103,34 +103,9 @@ pub fn load(engine: &ScriptEngine, name: &str) -> Result<Target, ScriptError> {
 
 /// Every problem with a target file, as diagnostics (empty when it is fine).
 pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
-    let text = match engine.read(rel) {
-        Ok(t) => t,
-        Err(e) => {
-            return vec![ScriptDiagnostic::at(
-                rel,
-                "",
-                1,
-                1,
-                format!("cannot read `{rel}`: {e}"),
-                "",
-                None,
-            )];
-        }
-    };
-    let ast = match engine.compile(rel, &rhai::Scope::new()) {
-        Ok(a) => a,
-        Err(ScriptError::Diagnostic(d)) => return vec![*d],
-        Err(e) => {
-            return vec![ScriptDiagnostic::at(
-                rel,
-                &text,
-                1,
-                1,
-                e.to_string(),
-                "",
-                None,
-            )];
-        }
+    let (text, ast) = match engine.compile_for_check(rel) {
+        Ok(x) => x,
+        Err(diags) => return diags,
     };
     let consts = exported_consts(&ast);
     let mut out = Vec::new();

@@ -11,17 +11,7 @@ use rhbuild::image::{
     check_root_filesystem, create_blank_ext2, write_ext2, write_initramfs, write_squashfs,
 };
 
-/// Fails, with the command that installs it, when `tool` is not installed.
-fn require_tool(tool: &str, package: &str) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(tool).is_file());
-    assert!(
-        found,
-        "`{tool}` is not installed; this test needs it: apt-get install {package}"
-    );
-}
+use crate::util::require_tool;
 
 const MTIME: u64 = 1_700_000_000;
 

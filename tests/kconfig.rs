@@ -467,17 +467,7 @@ fn expander_errors_name_the_command() {
 
 const BUSYBOX_SHA256: &str = "faeeb244c35a348a334f4a59e44626ee870fb07b6884d68c10ae8bc19f83a694";
 
-/// Fails, with the command that installs it, when `tool` is not on PATH.
-fn require_tool(tool: &str, package: &str) {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .any(|d| d.join(tool).is_file());
-    assert!(
-        found,
-        "`{tool}` is not installed; this test needs it: apt-get install {package}"
-    );
-}
+use crate::util::require_tool;
 
 fn run_ok(argv: &[&str], cwd: &Utf8Path) {
     let out = Command::new(argv[0])

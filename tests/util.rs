@@ -194,11 +194,15 @@ pub fn listing(root: &Utf8Path) -> String {
     out.join("\n")
 }
 
-/// Fail with the install command when a host tool a test needs is absent.
+/// Fail with the install command when a host tool a test needs is absent
+/// (looking in PATH and the sbin directories a normal user's PATH lacks).
 pub fn require_tool(tool: &str, package: &str) {
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .any(|d| Utf8Path::new(d).join(tool).is_file());
-    assert!(found, "this test needs `{tool}`: apt-get install {package}");
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .any(|d| d.join(tool).is_file());
+    assert!(
+        found,
+        "`{tool}` is not installed; this test needs it: apt-get install {package}"
+    );
 }

@@ -66,39 +66,10 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         interrupt,
         ..Default::default()
     };
-    let jobs = args.jobs.unwrap_or_else(super::default_jobs).clamp(1, 4);
-    let next = std::sync::Mutex::new(pkgs.iter());
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            s.spawn(|| {
-                loop {
-                    let Some(p) = next.lock().unwrap().next() else {
-                        break;
-                    };
-                    if let Some(f) = cache.cached(&p.spec()) {
-                        println!(
-                            "{:<12} {} (cached)",
-                            p.name,
-                            f.path.file_name().unwrap_or("")
-                        );
-                        continue;
-                    }
-                    let mut say = |l: &str| println!("{:<12} {l}", p.name);
-                    match cache.fetch(&p.spec(), &opts, &mut say) {
-                        Ok(f) => println!(
-                            "{:<12} {} ({})",
-                            p.name,
-                            f.path.file_name().unwrap_or(""),
-                            f.from
-                        ),
-                        Err(e) => failures.lock().unwrap().push((p.name.clone(), e)),
-                    }
-                }
-            });
-        }
-    });
-    let failures = failures.into_inner().unwrap();
+    let jobs = args.jobs.unwrap_or_else(super::default_jobs);
+    let specs: Vec<_> = pkgs.iter().map(|p| p.spec()).collect();
+    let say = |name: &str, line: &str| println!("{name:<12} {line}");
+    let failures = crate::fetch::fetch_many(&cache, &specs, &opts, jobs, &say);
     for (_, e) in &failures {
         super::report(e);
     }
