@@ -1037,6 +1037,48 @@ fn describe_list(names: &[String]) -> String {
     }
 }
 
+/// Fetch several sources, `workers` at a time (at most 4: mirrors do not
+/// like more). `say(package, line)` reports progress, one line per event,
+/// including `(cached)` for sources already in the cache. Returns the
+/// failures by package; the others are in the cache, verified.
+pub fn fetch_many(
+    cache: &SourceCache,
+    specs: &[SourceSpec],
+    opts: &FetchOptions,
+    workers: usize,
+    say: &(dyn Fn(&str, &str) + Sync),
+) -> Vec<(String, FetchError)> {
+    let next = std::sync::Mutex::new(specs.iter());
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..workers.clamp(1, 4) {
+            s.spawn(|| {
+                loop {
+                    let Some(spec) = next.lock().unwrap().next() else {
+                        break;
+                    };
+                    if let Some(f) = cache.cached(spec) {
+                        say(
+                            &spec.package,
+                            &format!("{} (cached)", f.path.file_name().unwrap_or("")),
+                        );
+                        continue;
+                    }
+                    let mut line = |l: &str| say(&spec.package, l);
+                    match cache.fetch(spec, opts, &mut line) {
+                        Ok(f) => say(
+                            &spec.package,
+                            &format!("{} ({})", f.path.file_name().unwrap_or(""), f.from),
+                        ),
+                        Err(e) => failures.lock().unwrap().push((spec.package.clone(), e)),
+                    }
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1213,46 +1255,4 @@ mod tests {
              - http://a/x: HTTP 404 Not Found\n  - debian source package busybox: nope"
         );
     }
-}
-
-/// Fetch several sources, `workers` at a time (at most 4: mirrors do not
-/// like more). `say(package, line)` reports progress, one line per event,
-/// including `(cached)` for sources already in the cache. Returns the
-/// failures by package; the others are in the cache, verified.
-pub fn fetch_many(
-    cache: &SourceCache,
-    specs: &[SourceSpec],
-    opts: &FetchOptions,
-    workers: usize,
-    say: &(dyn Fn(&str, &str) + Sync),
-) -> Vec<(String, FetchError)> {
-    let next = std::sync::Mutex::new(specs.iter());
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..workers.clamp(1, 4) {
-            s.spawn(|| {
-                loop {
-                    let Some(spec) = next.lock().unwrap().next() else {
-                        break;
-                    };
-                    if let Some(f) = cache.cached(spec) {
-                        say(
-                            &spec.package,
-                            &format!("{} (cached)", f.path.file_name().unwrap_or("")),
-                        );
-                        continue;
-                    }
-                    let mut line = |l: &str| say(&spec.package, l);
-                    match cache.fetch(spec, opts, &mut line) {
-                        Ok(f) => say(
-                            &spec.package,
-                            &format!("{} ({})", f.path.file_name().unwrap_or(""), f.from),
-                        ),
-                        Err(e) => failures.lock().unwrap().push((spec.package.clone(), e)),
-                    }
-                }
-            });
-        }
-    });
-    failures.into_inner().unwrap()
 }
