@@ -515,26 +515,44 @@ fn write_file(c: &mut Ctx, p: &str, text: &str, mode: Option<i64>) -> RhaiResult
 }
 
 /// Copy a file or a tree. Copying a directory onto an existing directory
-/// merges its contents (as an overlay does).
+/// merges its contents (as an overlay does), following directory links
+/// already in the destination (a root filesystem's `etc -> usr/etc`).
 fn copy_into(from: &Utf8Path, to: &Utf8Path) -> RhaiResult<()> {
     if let Some(parent) = to.parent() {
         std::fs::create_dir_all(parent)
             .map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
     }
     if from.is_dir() && to.is_dir() {
-        let status = std::process::Command::new("cp")
-            .args(["-a", "--reflink=auto", "-T", "--"])
-            .arg(from.as_str())
-            .arg(to.as_str())
-            .status()
-            .map_err(|e| fail(format!("cannot run `cp`: {e}")))?;
-        return if status.success() {
-            Ok(())
-        } else {
-            Err(fail(format!("copying `{from}` over `{to}` failed")))
-        };
+        return merge_tree(from, to).map_err(fail);
     }
     lift(crate::stage::copy_tree(from, to))
+}
+
+fn merge_tree(from: &Utf8Path, to: &Utf8Path) -> PrimResult<()> {
+    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot read `{from}`: {e}"))?;
+    for e in entries {
+        let e = e.map_err(|e| format!("cannot read `{from}`: {e}"))?;
+        let name = e.file_name();
+        let src = from.join(name.to_string_lossy().as_ref());
+        let dst = to.join(name.to_string_lossy().as_ref());
+        let meta =
+            std::fs::symlink_metadata(&src).map_err(|e| format!("cannot read `{src}`: {e}"))?;
+        if meta.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(|e| format!("cannot create `{dst}`: {e}"))?;
+            merge_tree(&src, &dst)?;
+        } else if meta.file_type().is_symlink() {
+            let target =
+                std::fs::read_link(&src).map_err(|e| format!("cannot read `{src}`: {e}"))?;
+            let _ = std::fs::remove_file(&dst);
+            std::os::unix::fs::symlink(&target, &dst)
+                .map_err(|e| format!("cannot create the link `{dst}`: {e}"))?;
+        } else {
+            let _ = std::fs::remove_file(&dst);
+            std::fs::copy(&src, &dst)
+                .map_err(|e| format!("cannot copy `{src}` to `{dst}`: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Set symbols in a `.config`: `true` -> y, `false` -> "is not set",

@@ -26,6 +26,10 @@ pub struct Inputs {
     /// Host tools resolved -> their target path (a changed host compiler
     /// path rebuilds).
     pub tools: BTreeMap<String, String>,
+    /// The user's own directories read (`MY_ROOT_OVERLAY`, ...) -> a stamp
+    /// of their contents (paths, sizes, modes, times).
+    #[serde(default)]
+    pub trees: BTreeMap<String, String>,
 }
 
 impl Inputs {
@@ -42,7 +46,43 @@ impl Inputs {
         self.stages.extend(other.stages.clone());
         self.sources.extend(other.sources.clone());
         self.tools.extend(other.tools.clone());
+        self.trees.extend(other.trees.clone());
     }
+}
+
+/// A stamp of a directory tree's contents: every path with its size, mode
+/// and modification time, hashed. Cheap (no file is read), and any edit,
+/// addition or removal changes it.
+pub fn tree_stamp(root: &Utf8Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mut lines = Vec::new();
+    let mut todo = vec![root.to_owned()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(p) = camino::Utf8PathBuf::from_path_buf(e.path()) else {
+                continue;
+            };
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            lines.push(format!(
+                "{} {} {:o} {}.{}",
+                p.strip_prefix(root).unwrap_or(&p),
+                m.size(),
+                m.mode(),
+                m.mtime(),
+                m.mtime_nsec()
+            ));
+            if m.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    lines.sort();
+    crate::checksum::sha256_bytes(lines.join("\n").as_bytes())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -66,6 +66,18 @@ impl Settings {
         self.lookup(key).map(|(v, _)| v)
     }
 
+    /// Keys starting with `prefix` from any layer (the environment
+    /// included), resolved.
+    pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
+        self.target
+            .keys()
+            .chain(self.env.keys())
+            .chain(self.cli.keys())
+            .filter(|k| k.starts_with(prefix))
+            .filter_map(|k| self.get(k).map(|v| (k.clone(), v.to_string())))
+            .collect()
+    }
+
     /// Every key the target defines or the command line sets, resolved.
     pub fn resolved(&self) -> BTreeMap<String, String> {
         let mut keys: Vec<&String> = self.target.keys().chain(self.cli.keys()).collect();

@@ -397,6 +397,11 @@ impl Run {
                 return Ok(false);
             }
         }
+        for (dir, stamp) in &inputs.trees {
+            if &crate::manifest::tree_stamp(Utf8Path::new(dir)) != stamp {
+                return Ok(false);
+            }
+        }
         for (tool, path) in &inputs.tools {
             if resolve_host_tool(tool).map(|p| p.to_string()).as_deref() != Some(path.as_str()) {
                 return Ok(false);
@@ -600,8 +605,24 @@ impl Ctx {
         if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
             return self.project_file(rel.as_str());
         }
+        // Directories the user named in a MY_* setting (an overlay, a patch
+        // directory) are readable too, and recorded by a stamp of their
+        // contents so that editing them rebuilds.
+        for (_, v) in self.run.settings.with_prefix("MY_") {
+            let dir = crate::project::absolute(Utf8Path::new(&v));
+            if !v.is_empty() && p.starts_with(&dir) {
+                let stamp = crate::manifest::tree_stamp(&dir);
+                self.frame
+                    .inputs
+                    .lock()
+                    .unwrap()
+                    .trees
+                    .insert(dir.to_string(), stamp);
+                return Ok(p);
+            }
+        }
         Err(format!(
-            "`{path}` is outside the build directory and the project; scripts read only there"
+            "`{path}` is outside the build directory, the project and the directories named by MY_* settings; scripts read only there"
         ))
     }
 

@@ -140,7 +140,7 @@ fn a_lost_miniconfig_symbol_stops_the_kernel_build_and_is_named() {
     assert!(
         o.stderr.contains(&format!(
             "CONFIG_RHBUILD_NO_SUCH_DRIVER=y (targets/sh4/linux.config:{}) is not set",
-            lines + 2
+            lines + 3
         )),
         "{}",
         show(&o)
