@@ -303,6 +303,12 @@ impl Run {
             && self.still_holds(&m.inputs)?
         {
             println!("--- {name} ({}): up to date", self.arch());
+            // Still built from an unverified source: say so every run.
+            for pkg in &m.unverified {
+                if let Some(path) = self.overrides.get(pkg) {
+                    self.warn_override(pkg, path);
+                }
+            }
             return Ok(m.hash);
         }
         println!("=== {name} ({})", self.arch());
