@@ -356,8 +356,16 @@ impl SourceCache {
                 if o.file_name() != file || o.expected.is_empty() {
                     continue;
                 }
+                if stamp_holds(&path, &o.expected) {
+                    return Some(Fetched {
+                        path,
+                        origin: idx,
+                        from: "cache".to_string(),
+                    });
+                }
                 match checksum::verify_file(&path, &o.expected) {
                     Ok(Ok(())) => {
+                        write_stamp(&path, &o.expected);
                         return Some(Fetched {
                             path,
                             origin: idx,
@@ -409,6 +417,7 @@ impl SourceCache {
         let dest = self.dir.join(file);
         std::fs::rename(src, &dest)
             .map_err(|e| Failure::Permanent(format!("cannot rename `{src}` to `{dest}`: {e}")))?;
+        write_stamp(&dest, &origin.expected);
         Ok(dest)
     }
 
@@ -1034,6 +1043,52 @@ fn describe_list(names: &[String]) -> String {
             .map(|n| format!("`{n}`"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// Where the verification stamp of a cached file lives: beside it, hidden.
+fn stamp_path(path: &Utf8Path) -> Utf8PathBuf {
+    let name = path.file_name().unwrap_or("");
+    path.with_file_name(format!(".{name}.verified"))
+}
+
+/// What a stamp holds: the checksums the file matched and the metadata it
+/// had then. The inode change time moves on any write, rename or chmod and
+/// cannot be set back by a user, so a file whose metadata still matches is
+/// the one that was verified.
+fn stamp_text(path: &Utf8Path, expected: &checksum::Expected) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some(format!(
+        "{:?} {:?} size={} ino={} mtime={}.{} ctime={}.{}\n",
+        expected.sha256,
+        expected.sha1,
+        m.size(),
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+fn write_stamp(path: &Utf8Path, expected: &checksum::Expected) {
+    if let Some(text) = stamp_text(path, expected) {
+        // A stamp is only a shortcut: failing to write one costs a re-hash.
+        let _ = std::fs::write(stamp_path(path), text);
+    }
+}
+
+/// Whether `path` still is the file that was verified against `expected`,
+/// so re-hashing it can be skipped (a second `rhbuild fetch` with
+/// everything cached then costs a few `stat` calls).
+fn stamp_holds(path: &Utf8Path, expected: &checksum::Expected) -> bool {
+    match (
+        std::fs::read_to_string(stamp_path(path)),
+        stamp_text(path, expected),
+    ) {
+        (Ok(stored), Some(now)) => stored == now,
+        _ => false,
     }
 }
 

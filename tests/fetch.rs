@@ -71,10 +71,12 @@ fn new_cache() -> Cache {
 }
 
 /// Everything in the cache directory (including hidden and `.part` files).
+/// The cache's files, without the verification stamps kept beside them.
 fn listing(dir: &Utf8Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| !(n.starts_with('.') && n.ends_with(".verified")))
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -510,4 +512,38 @@ fn debian_origin_names_what_apt_downloaded_when_the_file_is_missing() {
     assert!(msg.contains(&format!("`{BUSYBOX_ORIG}`")), "{msg}");
     assert!(msg.contains(".dsc`"), "{msg}");
     assert_eq!(listing(c.cache.dir()), Vec::<String>::new());
+}
+
+#[test]
+fn a_file_changed_behind_the_caches_back_is_hashed_again_even_with_its_old_size_and_time() {
+    let srv = HttpServer::start();
+    let data = tarball("stamp");
+    srv.route("/dl/pkg-1.0.tar.gz", Route::Bytes(data.clone()));
+    let c = new_cache();
+    let s = spec(vec![url_origin(
+        srv.url("/dl/pkg-1.0.tar.gz"),
+        vec![],
+        sha256(&data),
+    )]);
+    let (r, _) = fetch(&c, &s, &opts());
+    let path = r.unwrap().path;
+    assert!(c.cache.cached(&s).is_some());
+    // Same length, same modification time, different bytes: only the
+    // inode change time tells, and it must.
+    let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut bad = data.clone();
+    bad[0] ^= 0xff;
+    std::fs::write(&path, &bad).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), data.len() as u64);
+    assert_eq!(
+        c.cache.cached(&s),
+        None,
+        "a changed file was taken on the strength of its stamp"
+    );
 }
