@@ -414,3 +414,30 @@ fn miniconfig_shrinks_the_sh4_kernel_config_and_it_expands_back() {
         want.differences(&got)
     );
 }
+
+#[test]
+fn the_toolchain_sanity_check_fails_without_the_sh4_workaround() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    // Debian's sh4 gcc without the plugin that turns off its broken pass:
+    // the probe written for that bug must catch it before anything is built.
+    let dir = build_dir().with_file_name("pipeline-noplugin");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
+    cmd.args(["run", "scripts/cross-compiler.rhai", "--arch", "sh4", "-j", "2", "--set", "GCC_PLUGIN="])
+        .arg("--source")
+        .arg(format!("linux={LINUX_SOURCE}"))
+        .args(["--build-dir", dir.as_str()])
+        .current_dir(crate::util::repo_root())
+        .env("NO_COLOR", "1")
+        .env_remove("ARCH");
+    let o = run(cmd);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        o.stderr.contains("toolchain sanity check: probe probe-treg printed 'probe-treg: MISCOMPILED' (exit status 1)"),
+        "{}",
+        show(&o)
+    );
+    assert!(!dir.join("sh4/cross-compiler").exists(), "a toolchain that failed its check was kept");
+    let _ = std::fs::remove_dir_all(&dir);
+}
