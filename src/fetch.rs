@@ -823,7 +823,8 @@ fn progress_bar(
         ),
     };
     bar.set_message(file.to_string());
-    Some(bar)
+    // A failed download's bar disappears too: say() reports the failure.
+    Some(bar.with_finish(indicatif::ProgressFinish::AndClear))
 }
 
 /// The proxy for `url` as (variable name, value), from `get` (the
