@@ -93,7 +93,8 @@ pub struct Manifest {
     pub rhbuild: String,
     /// Seconds since the epoch when the stage finished.
     pub finished: u64,
-    /// Wall time of the stage in seconds.
+    /// Wall time of the stage in seconds, not counting upstream stages it
+    /// brought up to date.
     pub seconds: f64,
     /// Packages built from sources nobody verified (`--source` overrides).
     pub unverified: Vec<String>,

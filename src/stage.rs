@@ -70,6 +70,9 @@ pub struct Frame {
     /// The stage's own `bin/`, first in PATH, for stages that export
     /// `tools = true` (host-tools, cross-compiler): they use what they make.
     pub own_bin: Option<Utf8PathBuf>,
+    /// Time spent bringing upstream stages up to date from this frame, so a
+    /// stage's reported time is its own.
+    pub upstream_time: Arc<Mutex<std::time::Duration>>,
 }
 
 /// The value scripts know as `ctx`.
@@ -211,6 +214,7 @@ impl Run {
             unverified: Arc::new(Mutex::new(Vec::new())),
             opts: rhai::Map::new(),
             own_bin: None,
+            upstream_time: Arc::new(Mutex::new(std::time::Duration::ZERO)),
         })
     }
 
@@ -348,6 +352,10 @@ impl Run {
         }
         let inputs = frame.inputs.lock().unwrap().clone();
         let hash = inputs.hash(name, self.arch());
+        let own_time = started
+            .elapsed()
+            .saturating_sub(*frame.upstream_time.lock().unwrap())
+            .as_secs_f64();
         let manifest = Manifest {
             stage: name.to_string(),
             arch: self.arch().to_string(),
@@ -357,7 +365,7 @@ impl Run {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: own_time,
             unverified: frame.unverified.lock().unwrap().clone(),
             inputs,
         };
@@ -375,11 +383,7 @@ impl Run {
         } else {
             std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
         }
-        println!(
-            "    {name} ({}) done in {:.1} s",
-            self.arch(),
-            started.elapsed().as_secs_f64()
-        );
+        println!("    {name} ({}) done in {own_time:.1} s", self.arch());
         Ok(hash)
     }
 
@@ -548,7 +552,10 @@ impl Ctx {
     /// Bring another stage up to date, record it as an input, and return its
     /// output directory.
     pub fn stage(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        match self.run.stage(name) {
+        let started = Instant::now();
+        let result = self.run.stage(name);
+        *self.frame.upstream_time.lock().unwrap() += started.elapsed();
+        match result {
             Ok((dir, hash)) => {
                 self.frame
                     .inputs
@@ -695,6 +702,7 @@ impl Ctx {
             unverified: self.frame.unverified.clone(),
             opts,
             own_bin: self.frame.own_bin.clone(),
+            upstream_time: self.frame.upstream_time.clone(),
         });
         let child = Ctx {
             run: self.run.clone(),
