@@ -615,28 +615,36 @@ impl Ctx {
         if p.starts_with(&self.run.build_dir) {
             return Ok(p);
         }
-        if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
-            return self.project_file(rel.as_str());
-        }
         // Directories the user named in a MY_* setting (an overlay, a patch
         // directory) are readable too, and recorded by a stamp of their
         // contents so that editing them rebuilds.
         for (_, v) in self.run.settings.with_prefix("MY_") {
             let dir = crate::project::absolute(Utf8Path::new(&v));
             if !v.is_empty() && p.starts_with(&dir) {
-                let stamp = crate::manifest::tree_stamp(&dir);
-                self.frame
-                    .inputs
-                    .lock()
-                    .unwrap()
-                    .trees
-                    .insert(dir.to_string(), stamp);
+                self.record_tree(&dir);
                 return Ok(p);
             }
+        }
+        if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
+            if p.is_dir() {
+                self.record_tree(&p);
+                return Ok(p);
+            }
+            return self.project_file(rel.as_str());
         }
         Err(format!(
             "`{path}` is outside the build directory, the project and the directories named by MY_* settings; scripts read only there"
         ))
+    }
+
+    fn record_tree(&self, dir: &Utf8Path) {
+        let stamp = crate::manifest::tree_stamp(dir);
+        self.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .trees
+            .insert(dir.to_string(), stamp);
     }
 
     /// The package being built, or an error for a stage-level call.

@@ -173,7 +173,7 @@ fn a_kernel_that_never_reaches_the_prompt_fails_the_smoketest_with_the_console_t
         show(&o)
     );
     assert!(
-        o.stderr.contains("no-such-init"),
+        o.stderr.contains("Kernel panic"),
         "the console tail is shown\n{}",
         show(&o)
     );
