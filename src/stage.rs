@@ -743,8 +743,15 @@ impl Ctx {
             self.run.keep_failure(err);
             return Err(format!("package `{name}` failed (log: {log})"));
         }
-        let what = if step == "build" { name.to_string() } else { format!("{name} {step}") };
-        println!("    {what} done in {:.1} s", started.elapsed().as_secs_f64());
+        let what = if step == "build" {
+            name.to_string()
+        } else {
+            format!("{name} {step}")
+        };
+        println!(
+            "    {what} done in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 

@@ -490,3 +490,99 @@ fn armv5l_builds_boots_and_passes_the_smoketest() {
             .is_file()
     );
 }
+
+#[test]
+fn the_cross_compiler_is_relocatable_and_sees_no_host_headers() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let o = run(rhbuild(&["run", "scripts/cross-compiler.rhai"]));
+    assert!(o.status.success(), "{}", show(&o));
+    // Copy the toolchain somewhere else entirely and use it from there.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Utf8PathBuf::from_path_buf(tmp.path().join("moved-toolchain")).unwrap();
+    let status = Command::new("cp")
+        .args(["-a"])
+        .arg(build_dir().join("sh4/cross-compiler").as_str())
+        .arg(root.as_str())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cc = root.join("bin/sh4-linux-musl-cc");
+    let src = root.join("hello.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void) { printf(\"moved: OK\\n\"); return 0; }\n",
+    )
+    .unwrap();
+    let out = Command::new(cc.as_str())
+        .args(["-O2", "-o"])
+        .arg(root.join("hello").as_str())
+        .arg(src.as_str())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ran = Command::new("qemu-sh4-static")
+        .arg(root.join("hello").as_str())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ran.stdout), "moved: OK\n");
+
+    // A header the host has but the toolchain does not must not be found.
+    let host_header = Utf8PathBuf::from("/usr/local/include/rhbuild-host-only-test.h");
+    if std::fs::write(&host_header, "#define HOST_ONLY 1\n").is_ok() {
+        std::fs::write(
+            &src,
+            "#include <rhbuild-host-only-test.h>\nint main(void) { return HOST_ONLY; }\n",
+        )
+        .unwrap();
+        let out = Command::new(cc.as_str())
+            .args(["-c", "-o"])
+            .arg(root.join("h.o").as_str())
+            .arg(src.as_str())
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&host_header);
+        assert!(
+            !out.status.success(),
+            "a host header leaked into the cross compiler"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("rhbuild-host-only-test.h"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Nor is the host's (or Debian's cross) glibc: the link map names only
+    // the toolchain's own libc.
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void) { puts(\"x\"); return 0; }\n",
+    )
+    .unwrap();
+    let map = root.join("hello.map");
+    let out = Command::new(cc.as_str())
+        .args(["-o"])
+        .arg(root.join("hello2").as_str())
+        .arg(src.as_str())
+        .arg(format!("-Wl,-Map={map}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let map_text = std::fs::read_to_string(&map).unwrap();
+    assert!(
+        map_text.contains(&format!("{root}/lib/libc.a")),
+        "libc.a is not the toolchain's"
+    );
+    assert!(
+        !map_text.contains("/usr/sh4-linux-gnu/lib"),
+        "Debian's sh4 glibc was linked"
+    );
+}
