@@ -33,14 +33,19 @@ fn require_tools() {
 }
 
 /// `rhbuild ARGS --arch sh4 --source linux=... --build-dir ...` on this
-/// repository's scripts.
+/// repository's scripts, in the shared build directory.
 fn rhbuild(args: &[&str]) -> Command {
+    rhbuild_at("sh4", &build_dir(), args)
+}
+
+/// The same for another target or build directory.
+fn rhbuild_at(arch: &str, dir: &camino::Utf8Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
     cmd.args(args)
-        .args(["--arch", "sh4", "-j", "2", "--source"])
+        .args(["--arch", arch, "-j", "2", "--source"])
         .arg(format!("linux={LINUX_SOURCE}"))
         .arg("--build-dir")
-        .arg(build_dir().as_str())
+        .arg(dir.as_str())
         .current_dir(crate::util::repo_root())
         .env("NO_COLOR", "1")
         .env_remove("ARCH");
@@ -192,27 +197,9 @@ fn interrupting_a_stage_leaves_nothing_that_looks_finished() {
     // cross-compiler stage while musl builds.
     let dir = build_dir().with_file_name("pipeline-interrupt");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cmd = rhbuild(&["run", "scripts/cross-compiler.rhai"]);
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    let mut cmd2 = Command::new(cmd.get_program());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if a == "--build-dir" {
-            it.next();
-            cmd2.args(["--build-dir", dir.as_str()]);
-        } else {
-            cmd2.arg(a);
-        }
-    }
-    cmd2.current_dir(crate::util::repo_root())
-        .env("NO_COLOR", "1")
-        .env_remove("ARCH");
-    cmd2.stdout(std::process::Stdio::piped())
+    let mut cmd = rhbuild_at("sh4", &dir, &["run", "scripts/cross-compiler.rhai"]);
+    cmd.stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    cmd = cmd2;
     let mut child = cmd.spawn().unwrap();
     // Wait until musl is being built (its log has grown), then Ctrl-C.
     let log = dir.join("sh4/logs/musl.log");
@@ -423,23 +410,11 @@ fn the_toolchain_sanity_check_fails_without_the_sh4_workaround() {
     // the probe written for that bug must catch it before anything is built.
     let dir = build_dir().with_file_name("pipeline-noplugin");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
-    cmd.args([
-        "run",
-        "scripts/cross-compiler.rhai",
-        "--arch",
+    let cmd = rhbuild_at(
         "sh4",
-        "-j",
-        "2",
-        "--set",
-        "GCC_PLUGIN=",
-    ])
-    .arg("--source")
-    .arg(format!("linux={LINUX_SOURCE}"))
-    .args(["--build-dir", dir.as_str()])
-    .current_dir(crate::util::repo_root())
-    .env("NO_COLOR", "1")
-    .env_remove("ARCH");
+        &dir,
+        &["run", "scripts/cross-compiler.rhai", "--set", "GCC_PLUGIN="],
+    );
     let o = run(cmd);
     assert!(!o.status.success(), "{}", show(&o));
     assert!(
@@ -462,21 +437,7 @@ fn armv5l_builds_boots_and_passes_the_smoketest() {
     require_tool("qemu-arm-static", "qemu-user-static");
     // The same scripts and a different target folder: nothing in the host
     // knows either architecture.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
-    cmd.args([
-        "run",
-        "scripts/smoketest.rhai",
-        "--arch",
-        "armv5l",
-        "-j",
-        "2",
-    ])
-    .arg("--source")
-    .arg(format!("linux={LINUX_SOURCE}"))
-    .args(["--build-dir", build_dir().as_str()])
-    .current_dir(crate::util::repo_root())
-    .env("NO_COLOR", "1")
-    .env_remove("ARCH");
+    let cmd = rhbuild_at("armv5l", &build_dir(), &["run", "scripts/smoketest.rhai"]);
     let o = run(cmd);
     assert!(o.status.success(), "{}", show(&o));
     assert!(
