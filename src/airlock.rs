@@ -94,7 +94,7 @@ pub enum RunError {
     #[error(
         "`{command}` failed for package `{package}`: expected exit status 0, got {}; full log: {log}{}",
         describe_status(status),
-        render_tail(tail)
+        render_tail(tail, " (empty)")
     )]
     Failed {
         package: String,
@@ -114,9 +114,11 @@ pub enum RunError {
     },
 }
 
-fn render_tail(tail: &str) -> String {
+/// ", which ends:" and the tail's lines indented, or `empty` when there
+/// is nothing to show; the ending of every "...; full log: PATH" message.
+pub fn render_tail(tail: &str, empty: &str) -> String {
     if tail.is_empty() {
-        " (empty)".to_string()
+        empty.to_string()
     } else {
         let mut out = String::from(", which ends:");
         for line in tail.lines() {

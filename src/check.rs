@@ -8,9 +8,9 @@
 //! modules it imports.
 
 use crate::diag::ScriptDiagnostic;
-use crate::engine::{ScriptEngine, ScriptError, module_file};
+use crate::engine::{ScriptEngine, ScriptError};
 use camino::{Utf8Path, Utf8PathBuf};
-use rhai::{AST, ASTNode, Expr, Stmt};
+use rhai::{AST, ASTNode, Expr};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Built-in keywords Rhai handles itself rather than as registered functions.
@@ -139,17 +139,11 @@ pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<
 
 /// Imports of a script: alias -> (module file, position of the import).
 fn imports(ast: &AST) -> BTreeMap<String, (Utf8PathBuf, rhai::Position)> {
-    let mut out = BTreeMap::new();
-    ast.walk(&mut |nodes| {
-        if let Some(ASTNode::Stmt(Stmt::Import(x, pos))) = nodes.last()
-            && let Expr::StringConstant(path, _) = &x.0
-            && !x.1.name.is_empty()
-        {
-            out.insert(x.1.name.to_string(), (module_file(path), *pos));
-        }
-        true
-    });
-    out
+    crate::engine::imports(ast)
+        .into_iter()
+        .filter(|i| !i.alias.is_empty())
+        .map(|i| (i.alias, (i.file, i.pos)))
+        .collect()
 }
 
 /// Functions a module file defines (public ones, as an importer sees them).

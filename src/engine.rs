@@ -214,20 +214,6 @@ impl ScriptEngine {
         ScriptError::Diagnostic(Box::new(diag::from_eval_error(top, err, self)))
     }
 
-    /// Import paths a script names, as project-relative files, in order.
-    pub fn imports_of(ast: &AST) -> Vec<Utf8PathBuf> {
-        let mut out = Vec::new();
-        ast.walk(&mut |nodes| {
-            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, _))) = nodes.last()
-                && let rhai::Expr::StringConstant(s, _) = &x.0
-            {
-                out.push(module_file(s));
-            }
-            true
-        });
-        out
-    }
-
     /// A file and everything it imports, transitively, with their texts'
     /// SHA-256: the script inputs a stage's manifest records.
     pub fn script_closure(
@@ -249,7 +235,7 @@ impl ScriptEngine {
                 Err(_) => continue,
             };
             ast.set_source(f.as_str());
-            todo.extend(Self::imports_of(&ast));
+            todo.extend(imports(&ast).into_iter().map(|i| i.file));
         }
         seen.sort();
         Ok(seen)
@@ -267,6 +253,33 @@ pub enum ScriptError {
     Diagnostic(Box<ScriptDiagnostic>),
     #[error("{0}")]
     Other(String),
+}
+
+/// One `import "path" as alias;` of a script.
+pub struct Import {
+    /// The alias; empty for an import without `as`.
+    pub alias: String,
+    /// The module's file, relative to the project root.
+    pub file: Utf8PathBuf,
+    pub pos: Position,
+}
+
+/// Every import with a literal path, anywhere in a script, in order.
+pub fn imports(ast: &AST) -> Vec<Import> {
+    let mut out = Vec::new();
+    ast.walk(&mut |nodes| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(x, pos))) = nodes.last()
+            && let rhai::Expr::StringConstant(path, _) = &x.0
+        {
+            out.push(Import {
+                alias: x.1.name.to_string(),
+                file: module_file(path),
+                pos: *pos,
+            });
+        }
+        true
+    });
+    out
 }
 
 /// A top-level `export const NAME = ...;` of a script: name, position of

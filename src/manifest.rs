@@ -39,15 +39,6 @@ impl Inputs {
             .unwrap_or_default();
         crate::checksum::sha256_bytes(text.as_bytes())
     }
-
-    pub fn merge(&mut self, other: &Inputs) {
-        self.files.extend(other.files.clone());
-        self.settings.extend(other.settings.clone());
-        self.stages.extend(other.stages.clone());
-        self.sources.extend(other.sources.clone());
-        self.tools.extend(other.tools.clone());
-        self.trees.extend(other.trees.clone());
-    }
 }
 
 /// A stamp of a directory tree's contents: every path with its size, mode

@@ -68,7 +68,7 @@ pub enum QemuError {
     #[error(
         "timed out after {} waiting for `{pattern}` on the QEMU console; console log: {log}{}",
         seconds(timeout),
-        render_tail(tail)
+        crate::airlock::render_tail(tail, " (the console printed nothing)")
     )]
     Timeout {
         pattern: String,
@@ -80,7 +80,7 @@ pub enum QemuError {
     #[error(
         "QEMU {} while waiting for `{pattern}` on its console; console log: {log}{}",
         describe_end(status),
-        render_tail(tail)
+        crate::airlock::render_tail(tail, " (the console printed nothing)")
     )]
     Exited {
         pattern: String,
@@ -92,7 +92,7 @@ pub enum QemuError {
     #[error(
         "could not type on the QEMU console ({source}); QEMU {}; console log: {log}{}",
         describe_end(status),
-        render_tail(tail)
+        crate::airlock::render_tail(tail, " (the console printed nothing)")
     )]
     Send {
         source: io::Error,
@@ -104,7 +104,7 @@ pub enum QemuError {
     #[error(
         "QEMU did not exit within {}, so it was killed; console log: {log}{}",
         seconds(timeout),
-        render_tail(tail)
+        crate::airlock::render_tail(tail, " (the console printed nothing)")
     )]
     ExitTimeout {
         timeout: Duration,
@@ -124,19 +124,6 @@ fn describe_end(status: &Option<ExitStatus>) -> String {
     match status {
         Some(s) => format!("exited with {}", crate::airlock::describe_status(s)),
         None => "closed its console".to_string(),
-    }
-}
-
-fn render_tail(tail: &str) -> String {
-    if tail.is_empty() {
-        " (the console printed nothing)".to_string()
-    } else {
-        let mut out = String::from(", which ends:");
-        for line in tail.lines() {
-            out.push_str("\n    ");
-            out.push_str(line);
-        }
-        out
     }
 }
 

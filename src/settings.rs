@@ -77,16 +77,6 @@ impl Settings {
             .filter_map(|k| self.get(k).map(|v| (k.clone(), v.to_string())))
             .collect()
     }
-
-    /// Every key the target defines or the command line sets, resolved.
-    pub fn resolved(&self) -> BTreeMap<String, String> {
-        let mut keys: Vec<&String> = self.target.keys().chain(self.cli.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|k| self.get(k).map(|v| (k.clone(), v.to_string())))
-            .collect()
-    }
 }
 
 #[cfg(test)]

@@ -85,10 +85,6 @@ pub struct Ctx {
 /// A failure inside a primitive, as the text a script error shows.
 pub type PrimResult<T> = Result<T, String>;
 
-fn system_env() -> BTreeMap<String, String> {
-    std::env::vars().collect()
-}
-
 impl Run {
     pub fn new(
         engine: ScriptEngine,
@@ -122,7 +118,7 @@ impl Run {
 
     /// A snapshot of the environment for `RunConfig::env`.
     pub fn environment() -> BTreeMap<String, String> {
-        system_env()
+        std::env::vars().collect()
     }
 
     pub fn arch(&self) -> &str {

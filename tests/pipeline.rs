@@ -52,6 +52,21 @@ fn rhbuild_at(arch: &str, dir: &camino::Utf8Path, args: &[&str]) -> Command {
     cmd
 }
 
+/// A copy of a build output in a fresh temporary directory (kept alive by
+/// the returned guard), to show it works from anywhere.
+fn copy_elsewhere(dir: &camino::Utf8Path) -> (tempfile::TempDir, Utf8PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = Utf8PathBuf::from_path_buf(tmp.path().join(dir.file_name().unwrap())).unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(dir.as_str())
+        .arg(copy.as_str())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {dir} {copy} failed");
+    (tmp, copy)
+}
+
 fn run(mut cmd: Command) -> Output {
     let o = cmd.output().expect("run rhbuild");
     Output {
@@ -276,15 +291,7 @@ fn the_standalone_run_emulator_script_boots_without_rhbuild() {
     assert!(o.status.success(), "{}", show(&o));
     // Copy the image folder elsewhere: the script must find its files
     // relative to itself.
-    let tmp = tempfile::tempdir().unwrap();
-    let copy = Utf8PathBuf::from_path_buf(tmp.path().join("image")).unwrap();
-    let status = Command::new("cp")
-        .args(["-a"])
-        .arg(build_dir().join("sh4/system-image").as_str())
-        .arg(copy.as_str())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_tmp, copy) = copy_elsewhere(&build_dir().join("sh4/system-image"));
     let spec = rhbuild::qemu::QemuSpec {
         binary: "sh".into(),
         args: vec![copy.join("run-emulator.sh").to_string()],
@@ -459,15 +466,7 @@ fn the_cross_compiler_is_relocatable_and_sees_no_host_headers() {
     let o = run(rhbuild(&["run", "scripts/cross-compiler.rhai"]));
     assert!(o.status.success(), "{}", show(&o));
     // Copy the toolchain somewhere else entirely and use it from there.
-    let tmp = tempfile::tempdir().unwrap();
-    let root = Utf8PathBuf::from_path_buf(tmp.path().join("moved-toolchain")).unwrap();
-    let status = Command::new("cp")
-        .args(["-a"])
-        .arg(build_dir().join("sh4/cross-compiler").as_str())
-        .arg(root.as_str())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let (_tmp, root) = copy_elsewhere(&build_dir().join("sh4/cross-compiler"));
     let cc = root.join("bin/sh4-linux-musl-cc");
     let src = root.join("hello.c");
     std::fs::write(
