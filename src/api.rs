@@ -62,6 +62,13 @@ pub struct Dir {
     path: Utf8PathBuf,
 }
 
+/// A file server on the host's loopback (see `serve`).
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<Mutex<Option<crate::serve::FileServer>>>,
+    port: i64,
+}
+
 /// A running emulator's serial console.
 #[derive(Clone)]
 pub struct Console {
@@ -170,6 +177,44 @@ pub fn register(engine: &mut Engine) {
             .into_iter()
             .map(Dynamic::from)
             .collect()
+    });
+    engine.register_fn("targets", |c: &mut Ctx| -> Array {
+        c.run
+            .engine
+            .project
+            .target_names()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
+    });
+    engine.register_fn("report", |c: &mut Ctx, key: &str, value: Dynamic| {
+        c.run.event(
+            "result",
+            serde_json::json!({ "key": key, "value": dynamic_to_json(&value) }),
+        );
+    });
+    engine.register_fn(
+        "run_targets",
+        |c: &mut Ctx, spec: Map| -> RhaiResult<Array> { run_targets(c, &spec) },
+    );
+    engine.register_fn("to_json", |v: Dynamic| {
+        serde_json::to_string_pretty(&dynamic_to_json(&v)).unwrap_or_default()
+    });
+    engine.register_fn("file_size", |c: &mut Ctx, p: &str| -> RhaiResult<i64> {
+        let p = lift(c.readable(p))?;
+        std::fs::metadata(&p)
+            .map(|m| m.len() as i64)
+            .map_err(|e| fail(format!("cannot read the size of `{p}`: {e}")))
+    });
+    engine.register_fn("list", |c: &mut Ctx, p: &str| -> RhaiResult<Array> {
+        let p = lift(c.readable(p))?;
+        let rd = std::fs::read_dir(&p).map_err(|e| fail(format!("cannot list `{p}`: {e}")))?;
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        Ok(names.into_iter().map(Dynamic::from).collect())
     });
     engine.register_fn("source", |c: &mut Ctx| {
         lift(c.source().map(|p| p.to_string()))
@@ -445,6 +490,34 @@ pub fn register(engine: &mut Engine) {
                 .map_err(|e| fail(format!("{e}")))
         },
     );
+
+    // --- services for guests on the host's loopback
+    engine.register_type_with_name::<Server>("Server");
+    engine.register_fn(
+        "serve",
+        |c: &mut Ctx, dir: &str, log: &str| -> RhaiResult<Server> {
+            let dir = lift(c.readable(dir))?;
+            let log = lift(c.writable(log))?;
+            let s = crate::serve::FileServer::start(&dir, &log)
+                .map_err(|e| fail(format!("cannot start a file server for `{dir}`: {e}")))?;
+            Ok(Server {
+                port: s.port as i64,
+                inner: Arc::new(Mutex::new(Some(s))),
+            })
+        },
+    );
+    engine.register_get("port", |s: &mut Server| s.port);
+    engine.register_fn("requests", |s: &mut Server| -> Array {
+        s.inner
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|f| f.requests().into_iter().map(Dynamic::from).collect())
+            .unwrap_or_default()
+    });
+    engine.register_fn("stop", |s: &mut Server| {
+        s.inner.lock().unwrap().take();
+    });
 
     // --- qemu
     engine.register_fn("boot", |c: &mut Ctx, spec: Map| -> RhaiResult<Console> {
@@ -727,4 +800,125 @@ fn qemu_spec(c: &Ctx, m: &Map) -> PrimResult<crate::qemu::QemuSpec> {
         args,
         console_log: log,
     })
+}
+
+/// A script value as JSON (maps, arrays, strings, numbers, booleans, ()).
+pub fn dynamic_to_json(v: &Dynamic) -> serde_json::Value {
+    use serde_json::Value;
+    if v.is_unit() {
+        Value::Null
+    } else if let Some(b) = v.clone().try_cast::<bool>() {
+        Value::Bool(b)
+    } else if let Some(i) = v.clone().try_cast::<i64>() {
+        Value::from(i)
+    } else if let Some(f) = v.clone().try_cast::<f64>() {
+        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+    } else if let Some(a) = v.clone().try_cast::<Array>() {
+        Value::Array(a.iter().map(dynamic_to_json).collect())
+    } else if let Some(m) = v.clone().try_cast::<Map>() {
+        Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
+                .collect(),
+        )
+    } else {
+        Value::String(v.to_string())
+    }
+}
+
+/// JSON as a script value.
+pub fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    use serde_json::Value;
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => Dynamic::from(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => Dynamic::from(i),
+            None => Dynamic::from(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => Dynamic::from(s.clone()),
+        Value::Array(a) => Dynamic::from(a.iter().map(json_to_dynamic).collect::<Array>()),
+        Value::Object(o) => Dynamic::from(
+            o.iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect::<Map>(),
+        ),
+    }
+}
+
+/// `ctx.run_targets(#{ script, arches, parallel, jobs, dir })`: run a script
+/// for each target as a child rhbuild (see `matrix`), with this run's build
+/// directory, `--set` settings and `--source` overrides.
+fn run_targets(c: &mut Ctx, spec: &Map) -> RhaiResult<Array> {
+    let get = |k: &str| spec.get(k).cloned().unwrap_or(Dynamic::UNIT);
+    let script = get("script").to_string();
+    let arches = match get("arches").try_cast::<Array>() {
+        Some(a) => strings(&a, "run_targets' arches")?,
+        None => return Err(fail("run_targets needs `arches`, an array of target names")),
+    };
+    let known = c.run.engine.project.target_names();
+    for a in &arches {
+        if !known.contains(a) {
+            return Err(fail(format!(
+                "no target `{a}` (targets: {})",
+                known.join(", ")
+            )));
+        }
+    }
+    let parallel = get("parallel").as_int().unwrap_or(1).max(1) as usize;
+    let jobs = get("jobs").as_int().unwrap_or(1).max(1) as usize;
+    let dir = lift(c.writable(&get("dir").to_string()))?;
+    let root = c.run.engine.project.root.clone();
+    if !root.join(&script).is_file() {
+        return Err(fail(format!("run_targets: no script `{script}`")));
+    }
+    let mut args = vec!["--build-dir".to_string(), c.run.build_dir.to_string()];
+    for (k, v) in c.run.settings.command_line() {
+        args.push("--set".into());
+        args.push(format!("{k}={v}"));
+    }
+    for (k, v) in &c.run.overrides {
+        args.push("--source".into());
+        args.push(format!("{k}={v}"));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| fail(format!("cannot find the rhbuild binary: {e}")))?;
+    let plan = crate::matrix::Plan {
+        exe: Utf8PathBuf::from_path_buf(exe)
+            .map_err(|p| fail(format!("`{}` is not UTF-8", p.display())))?,
+        script: script.into(),
+        arches,
+        parallel,
+        jobs,
+        args,
+        dir,
+        project_root: root,
+    };
+    let outcomes = crate::matrix::run(&plan, &c.run.interrupt, |o| {
+        let verdict = if o.exit == 0 { "passed" } else { "FAILED" };
+        println!(
+            "    {:<14} {verdict} in {:.0} s (log: {})",
+            o.arch, o.seconds, o.log
+        );
+    })
+    .map_err(|e| fail(format!("running the targets: {e}")))?;
+    if c.run.interrupt.is_set() {
+        return Err(fail("interrupted"));
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            let mut m = Map::new();
+            m.insert("arch".into(), Dynamic::from(o.arch));
+            m.insert("passed".into(), Dynamic::from(o.exit == 0));
+            m.insert("exit".into(), Dynamic::from(o.exit as i64));
+            m.insert("seconds".into(), Dynamic::from(o.seconds));
+            m.insert("log".into(), Dynamic::from(o.log.to_string()));
+            m.insert(
+                "events".into(),
+                Dynamic::from(o.events.iter().map(json_to_dynamic).collect::<Array>()),
+            );
+            Dynamic::from(m)
+        })
+        .collect())
 }

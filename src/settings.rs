@@ -34,6 +34,11 @@ impl Settings {
         Settings { target, env, cli }
     }
 
+    /// The settings given with `--set`.
+    pub fn command_line(&self) -> &BTreeMap<String, String> {
+        &self.cli
+    }
+
     /// Parse `KEY=VALUE` pairs from the command line.
     pub fn parse_pairs(pairs: &[String]) -> Result<BTreeMap<String, String>, BadSetting> {
         let mut out = BTreeMap::new();

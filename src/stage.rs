@@ -31,6 +31,8 @@ pub struct RunConfig {
     /// `--source NAME=PATH`: a local tarball or directory replacing a
     /// package's verified source.
     pub overrides: BTreeMap<String, Utf8PathBuf>,
+    /// `--events FILE`: one JSON line per stage and package event.
+    pub events: Option<Utf8PathBuf>,
 }
 
 /// One run: the engine, the target, the settings and what has been done.
@@ -53,6 +55,10 @@ pub struct Run {
     failure: Mutex<Option<ScriptError>>,
     /// Sources that were overridden and logged, so the warning appears once.
     warned: Mutex<Vec<String>>,
+    events: Option<Utf8PathBuf>,
+    /// The stage that failed first; the stages that were waiting for it
+    /// are reported as blocked, not failed.
+    failed_stage: Mutex<Option<String>>,
 }
 
 /// The per-script state: which stage or package, where it writes, its log,
@@ -113,6 +119,8 @@ impl Run {
             packages: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             warned: Mutex::new(Vec::new()),
+            events: cfg.events,
+            failed_stage: Mutex::new(None),
         }))
     }
 
@@ -132,6 +140,34 @@ impl Run {
 
     pub fn logs_dir(&self) -> Utf8PathBuf {
         self.arch_dir().join("logs")
+    }
+
+    /// Record an event for `--events` (build-all's report reads them):
+    /// `kind` is start, up-to-date, done, failed, blocked or result.
+    pub fn event(&self, kind: &str, fields: serde_json::Value) {
+        let Some(path) = &self.events else { return };
+        let mut v = serde_json::json!({ "event": kind, "arch": self.arch() });
+        if let (Some(m), serde_json::Value::Object(f)) = (v.as_object_mut(), fields) {
+            m.extend(f);
+        }
+        if let Err(e) = crate::matrix::append_event(path, &v) {
+            eprintln!("warning: cannot write the event log `{path}`: {e}");
+        }
+    }
+
+    /// The stage event for a stage that ended in an error.
+    fn stage_failed(&self, name: &str, seconds: f64, error: &ScriptError) {
+        let mut first = self.failed_stage.lock().unwrap();
+        let kind = if first.is_none() { "failed" } else { "blocked" };
+        first.get_or_insert_with(|| name.to_string());
+        let mut message = format!("{error}");
+        if message.len() > 2000 {
+            message.truncate(message.floor_char_boundary(2000));
+        }
+        self.event(
+            kind,
+            serde_json::json!({ "stage": name, "seconds": seconds, "message": message }),
+        );
     }
 
     /// Keep the first failure that crossed a script boundary.
@@ -303,6 +339,10 @@ impl Run {
             && self.still_holds(&m.inputs)?
         {
             println!("--- {name} ({}): up to date", self.arch());
+            self.event(
+                "up-to-date",
+                serde_json::json!({ "stage": name, "seconds": m.seconds }),
+            );
             // Still built from an unverified source: say so every run.
             for pkg in &m.unverified {
                 if let Some(path) = self.overrides.get(pkg) {
@@ -312,6 +352,7 @@ impl Run {
             return Ok(m.hash);
         }
         println!("=== {name} ({})", self.arch());
+        self.event("start", serde_json::json!({ "stage": name }));
         let started = Instant::now();
         let io = |what: &str, p: &Utf8Path, e: std::io::Error| {
             ScriptError::Other(format!("cannot {what} `{p}`: {e}"))
@@ -340,6 +381,10 @@ impl Run {
         let result = self.exec(rel, frame.clone());
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&tmp);
+            let own = started
+                .elapsed()
+                .saturating_sub(*frame.upstream_time.lock().unwrap());
+            self.stage_failed(name, own.as_secs_f64(), &e);
             return Err(e);
         }
         if self.interrupt.is_set() {
@@ -380,6 +425,10 @@ impl Run {
             std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
         }
         println!("    {name} ({}) done in {own_time:.1} s", self.arch());
+        self.event(
+            "done",
+            serde_json::json!({ "stage": name, "seconds": own_time }),
+        );
         Ok(hash)
     }
 
@@ -744,9 +793,11 @@ impl Ctx {
         } else {
             format!("{name} {step}")
         };
-        println!(
-            "    {what} done in {:.1} s",
-            started.elapsed().as_secs_f64()
+        let seconds = started.elapsed().as_secs_f64();
+        println!("    {what} done in {seconds:.1} s");
+        self.run.event(
+            "package",
+            serde_json::json!({ "stage": self.frame.stage, "package": what, "seconds": seconds, "log": log.as_str() }),
         );
         Ok(())
     }
@@ -899,9 +950,12 @@ impl Ctx {
                 crate::patch::apply_patches(&tree, &patches, &self.frame.log)
                     .map_err(|e| format!("{e}"))
             })
-            .and_then(|_| {
-                std::fs::rename(&tree, &dest)
-                    .map_err(|e| format!("cannot rename `{tree}` to `{dest}`: {e}"))
+            .and_then(|_| match std::fs::rename(&tree, &dest) {
+                Ok(()) => Ok(()),
+                // Another run (build-all's next target) got there first
+                // with the same tarball and patches: use its tree.
+                Err(_) if dest.is_dir() => Ok(()),
+                Err(e) => Err(format!("cannot rename `{tree}` to `{dest}`: {e}")),
             });
         let _ = std::fs::remove_dir_all(&tmp);
         result.map(|_| dest)

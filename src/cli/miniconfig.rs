@@ -64,6 +64,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         cli_settings,
         env: crate::stage::Run::environment(),
         overrides,
+        events: None,
     };
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

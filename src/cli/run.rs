@@ -33,6 +33,10 @@ pub struct Args {
     /// Where everything a run writes goes.
     #[arg(long, default_value = "build", value_name = "DIR")]
     build_dir: Utf8PathBuf,
+    /// Append one JSON line per stage and package event (start, up-to-date,
+    /// done, failed, blocked) and per result a script reports to FILE.
+    #[arg(long, value_name = "FILE")]
+    events: Option<Utf8PathBuf>,
 }
 
 /// Parse `--source NAME=PATH` pairs; paths must exist.
@@ -89,6 +93,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         cli_settings,
         env: Run::environment(),
         overrides,
+        events: args.events.as_ref().map(|e| crate::project::absolute(e)),
     };
     let interrupt = Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

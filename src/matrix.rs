@@ -1,0 +1,175 @@
+//! One script for many targets: each target runs as a child `rhbuild run
+//! SCRIPT --arch A` in a process group of its own, at most `parallel` at a
+//! time, its output in a log of its own and its stage events (see
+//! `stage::Run::event`) in `events/<arch>.jsonl`. A failing target does not
+//! stop the others; Ctrl-C stops them all (each child cleans up after itself
+//! as it would on a terminal's Ctrl-C).
+
+use crate::interrupt::Interrupt;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The rhbuild binary.
+    pub exe: Utf8PathBuf,
+    /// The script, relative to the project root.
+    pub script: Utf8PathBuf,
+    pub arches: Vec<String>,
+    /// Targets running at once.
+    pub parallel: usize,
+    /// `-j` for each target.
+    pub jobs: usize,
+    /// Extra arguments for every child (`--set`, `--source`, `--build-dir`).
+    pub args: Vec<String>,
+    /// Where `logs/<arch>.log` and `events/<arch>.jsonl` go.
+    pub dir: Utf8PathBuf,
+    pub project_root: Utf8PathBuf,
+}
+
+/// How one target's run ended.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub arch: String,
+    /// The child's exit code (130 when interrupted, -1 when it could not start).
+    pub exit: i32,
+    pub seconds: f64,
+    pub log: Utf8PathBuf,
+    /// The child's events, one JSON object each, in order.
+    pub events: Vec<serde_json::Value>,
+}
+
+struct Running {
+    arch: String,
+    child: Child,
+    started: Instant,
+}
+
+impl Plan {
+    fn log(&self, arch: &str) -> Utf8PathBuf {
+        self.dir.join("logs").join(format!("{arch}.log"))
+    }
+
+    fn events(&self, arch: &str) -> Utf8PathBuf {
+        self.dir.join("events").join(format!("{arch}.jsonl"))
+    }
+
+    fn spawn(&self, arch: &str) -> std::io::Result<Child> {
+        let log = File::create(self.log(arch))?;
+        let events = self.events(arch);
+        let _ = std::fs::remove_file(&events);
+        Command::new(&self.exe)
+            .current_dir(&self.project_root)
+            .arg("run")
+            .arg(&self.script)
+            .args(["--arch", arch])
+            .args(["-j", &self.jobs.to_string()])
+            .arg("--events")
+            .arg(&events)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    }
+}
+
+/// Run the plan; `finished` is told about each target as it ends.
+pub fn run(
+    plan: &Plan,
+    interrupt: &Interrupt,
+    mut finished: impl FnMut(&Outcome),
+) -> std::io::Result<Vec<Outcome>> {
+    std::fs::create_dir_all(plan.dir.join("logs"))?;
+    std::fs::create_dir_all(plan.dir.join("events"))?;
+    let mut waiting: Vec<String> = plan.arches.iter().rev().cloned().collect();
+    let mut running: Vec<Running> = Vec::new();
+    let mut done: Vec<Outcome> = Vec::new();
+    let mut forwarded = false;
+    while !waiting.is_empty() || !running.is_empty() {
+        if interrupt.is_set() {
+            waiting.clear();
+            if !forwarded {
+                // The children clean up as on a terminal's Ctrl-C.
+                for r in &running {
+                    // SAFETY: kill(2) on a process group we created; no memory is touched.
+                    unsafe {
+                        libc::kill(-(r.child.id() as libc::pid_t), libc::SIGINT);
+                    }
+                }
+                forwarded = true;
+            }
+        }
+        while running.len() < plan.parallel.max(1)
+            && let Some(arch) = waiting.pop()
+        {
+            let started = Instant::now();
+            match plan.spawn(&arch) {
+                Ok(child) => running.push(Running {
+                    arch,
+                    child,
+                    started,
+                }),
+                Err(e) => {
+                    let log = plan.log(&arch);
+                    let _ = std::fs::write(&log, format!("cannot start `{}`: {e}\n", plan.exe));
+                    let o = Outcome {
+                        arch,
+                        exit: -1,
+                        seconds: 0.0,
+                        log,
+                        events: Vec::new(),
+                    };
+                    finished(&o);
+                    done.push(o);
+                }
+            }
+        }
+        let mut i = 0;
+        while i < running.len() {
+            if let Some(status) = running[i].child.try_wait()? {
+                let r = running.remove(i);
+                let o = Outcome {
+                    exit: status.code().unwrap_or(128 + 2),
+                    seconds: r.started.elapsed().as_secs_f64(),
+                    log: plan.log(&r.arch),
+                    events: read_events(&plan.events(&r.arch)),
+                    arch: r.arch,
+                };
+                finished(&o);
+                done.push(o);
+            } else {
+                i += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // In the order asked for, not the order finished.
+    done.sort_by_key(|o| plan.arches.iter().position(|a| a == &o.arch));
+    Ok(done)
+}
+
+/// The events a child wrote; lines that do not parse (a child killed
+/// mid-write) are skipped.
+pub fn read_events(path: &Utf8Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Append one event line to `path`.
+pub fn append_event(path: &Utf8Path, event: &serde_json::Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    writeln!(f, "{event}")
+}

@@ -1,0 +1,233 @@
+//! Services on the host's loopback for emulated guests.
+//!
+//! Guests run behind QEMU's user network with `restrict=on`: they reach
+//! nothing but what a `guestfwd` rule names. Each rule runs `rhbuild relay
+//! 127.0.0.1:PORT` per connection (QEMU's `cmd:` chardev), which copies the
+//! connection to a port on the host's loopback and refuses any other
+//! address, so a guest can only ever talk to services on 127.0.0.1.
+//!
+//! `FileServer` is the simplest such service: a static HTTP/1.0 server on
+//! 127.0.0.1 for a directory, which records each request line.
+
+use camino::{Utf8Path, Utf8PathBuf};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A static file server on 127.0.0.1, stopped when dropped.
+pub struct FileServer {
+    pub port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FileServer {
+    /// Serve `root` on a free loopback port; each request line is also
+    /// appended to `log`.
+    pub fn start(root: &Utf8Path, log: &Utf8Path) -> std::io::Result<FileServer> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (r, s, root, log) = (
+            requests.clone(),
+            stop.clone(),
+            root.to_owned(),
+            log.to_owned(),
+        );
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let _ = conn.set_nonblocking(false);
+                        if let Some(line) = serve_one(conn, &root) {
+                            append(&log, &line);
+                            r.lock().unwrap().push(line);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        Ok(FileServer {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The request lines served so far ("GET /path 200").
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn append(log: &Utf8Path, line: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Answer one request; returns "METHOD PATH STATUS" for the log.
+fn serve_one(mut conn: TcpStream, root: &Utf8Path) -> Option<String> {
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut first = String::new();
+    reader.read_line(&mut first).ok()?;
+    // Skip the headers.
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = first.split_whitespace();
+    let method = parts.next().unwrap_or("").to_string();
+    let path = parts.next().unwrap_or("").to_string();
+    let file = resolve(root, &path);
+    let (status, body) = match (&*method, file.and_then(|f| std::fs::read(f).ok())) {
+        ("GET", Some(b)) => ("200 OK", b),
+        ("GET", None) => ("404 Not Found", b"not found\n".to_vec()),
+        _ => ("405 Method Not Allowed", b"GET only\n".to_vec()),
+    };
+    let head = format!(
+        "HTTP/1.0 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(&body);
+    let code = status.split(' ').next().unwrap_or("");
+    Some(format!("{method} {path} {code}"))
+}
+
+/// `/a/b` under `root`, refusing `..` and anything not a plain file.
+fn resolve(root: &Utf8Path, path: &str) -> Option<Utf8PathBuf> {
+    let rel = path.split('?').next()?.trim_start_matches('/');
+    if rel.split('/').any(|c| c == ".." || c.starts_with('.')) {
+        return None;
+    }
+    let p = root.join(rel);
+    p.is_file().then_some(p)
+}
+
+/// `rhbuild relay 127.0.0.1:PORT`: copy standard input to a loopback port
+/// and the port's answers to standard output. QEMU runs it for each guest
+/// connection a `guestfwd` rule accepts. Anything but a loopback address is
+/// refused.
+pub fn relay(target: &str) -> Result<(), String> {
+    let addr: SocketAddr = target
+        .parse()
+        .map_err(|_| format!("relay: `{target}` is not an address like 127.0.0.1:8080"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "relay: `{target}` is not on the loopback interface; guests may reach only 127.0.0.1"
+        ));
+    }
+    let conn = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(|e| format!("relay: cannot connect to {addr}: {e}"))?;
+    let mut up = conn.try_clone().map_err(|e| e.to_string())?;
+    let to_host = std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let _ = copy(&mut stdin, &mut up);
+        let _ = up.shutdown(std::net::Shutdown::Write);
+    });
+    let mut down = conn;
+    let mut stdout = std::io::stdout().lock();
+    let _ = copy(&mut down, &mut stdout);
+    // The host side closed: the guest's connection ends with it.
+    drop(to_host);
+    Ok(())
+}
+
+fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
+    let mut buf = [0u8; 65536];
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        to.write_all(&buf[..n])?;
+        to.flush()?;
+    }
+}
+
+/// When rhbuild is run as `rhbuild relay ADDR`, act as the relay.
+pub fn dispatch() -> Option<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("relay") {
+        return None;
+    }
+    let Some(target) = args.get(2) else {
+        eprintln!("usage: rhbuild relay 127.0.0.1:PORT");
+        return Some(std::process::ExitCode::from(2));
+    };
+    match relay(target) {
+        Ok(()) => Some(std::process::ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("{e}");
+            Some(std::process::ExitCode::from(1))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_refuses_other_addresses() {
+        let e = relay("10.0.2.2:80").unwrap_err();
+        assert!(e.contains("not on the loopback interface"), "{e}");
+        let e = relay("example.org:80").unwrap_err();
+        assert!(e.contains("not an address"), "{e}");
+    }
+
+    #[test]
+    fn serves_files_and_records_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("hello.txt"), "hi there\n").unwrap();
+        std::fs::write(root.join(".hidden"), "no\n").unwrap();
+        let server = FileServer::start(root, &root.join("requests.log")).unwrap();
+        let get = |path: &str| {
+            let mut c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            s
+        };
+        let ok = get("/hello.txt");
+        assert!(ok.starts_with("HTTP/1.0 200 OK\r\n"), "{ok}");
+        assert!(ok.ends_with("\r\n\r\nhi there\n"), "{ok}");
+        assert!(get("/../etc/passwd").starts_with("HTTP/1.0 404"));
+        assert!(get("/.hidden").starts_with("HTTP/1.0 404"));
+        assert_eq!(
+            server.requests(),
+            vec![
+                "GET /hello.txt 200",
+                "GET /../etc/passwd 404",
+                "GET /.hidden 404"
+            ]
+        );
+        let log = std::fs::read_to_string(root.join("requests.log")).unwrap();
+        assert_eq!(log.lines().count(), 3);
+    }
+}
