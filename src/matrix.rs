@@ -173,3 +173,70 @@ pub fn append_event(path: &Utf8Path, event: &serde_json::Value) -> std::io::Resu
         .open(path)?;
     writeln!(f, "{event}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in for rhbuild: writes one event and fails for `bad`.
+    fn fake_exe(dir: &Utf8Path) -> Utf8PathBuf {
+        let exe = dir.join("fake-rhbuild");
+        std::fs::write(
+            &exe,
+            r#"#!/bin/sh
+while [ $# -gt 0 ]; do
+  case $1 in --arch) arch=$2; shift;; --events) events=$2; shift;; esac; shift
+done
+echo "building $arch"
+printf '{"event":"done","arch":"%s","stage":"host-tools","seconds":0.5}\n' "$arch" > "$events"
+[ "$arch" != bad ]
+"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        exe
+    }
+
+    #[test]
+    fn runs_every_target_past_failures_in_the_order_asked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8Path::from_path(tmp.path()).unwrap();
+        let plan = Plan {
+            exe: fake_exe(dir),
+            script: "scripts/smoketest.rhai".into(),
+            arches: ["one", "bad", "three", "four"].map(String::from).to_vec(),
+            parallel: 2,
+            jobs: 1,
+            args: vec![],
+            dir: dir.join("report"),
+            project_root: dir.to_owned(),
+        };
+        let mut seen = Vec::new();
+        let out = run(&plan, &Interrupt::new(), |o| seen.push(o.arch.clone())).unwrap();
+        let arches: Vec<&str> = out.iter().map(|o| o.arch.as_str()).collect();
+        assert_eq!(arches, ["one", "bad", "three", "four"]);
+        assert_eq!(seen.len(), 4);
+        let exits: Vec<i32> = out.iter().map(|o| o.exit).collect();
+        assert_eq!(exits, [0, 1, 0, 0]);
+        for o in &out {
+            assert_eq!(o.events.len(), 1);
+            assert_eq!(o.events[0]["arch"], o.arch.as_str());
+            let log = std::fs::read_to_string(&o.log).unwrap();
+            assert_eq!(log, format!("building {}\n", o.arch));
+        }
+    }
+
+    #[test]
+    fn unreadable_event_lines_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = Utf8Path::from_path(tmp.path()).unwrap().join("e.jsonl");
+        append_event(&f, &serde_json::json!({"event": "start"})).unwrap();
+        std::fs::write(
+            &f,
+            std::fs::read_to_string(&f).unwrap() + "{\"event\": \"do",
+        )
+        .unwrap();
+        assert_eq!(read_events(&f).len(), 1);
+    }
+}

@@ -150,3 +150,58 @@ fn a_copied_target_is_listed_and_checked_without_rebuilding() {
     );
     p.rhbuild(&["check", "targets/sh4eb"]).success();
 }
+
+#[test]
+fn build_all_continues_past_failing_targets_and_reports_each() {
+    // Two targets whose cross compiler does not exist: each fails in its
+    // first stage, neither stops the other, and the report says so.
+    let p = TestProject::copy_of_repo();
+    for name in ["nocc1", "nocc2"] {
+        p.add_target(name);
+        let t = p
+            .read(&format!("targets/{name}/target.rhai"))
+            .replace("\"sh4-linux-gnu-\"", "\"no-such-cross-\"");
+        p.write(&format!("targets/{name}/target.rhai"), &t);
+    }
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/build-all.rhai",
+            "--set",
+            "ARCHES=nocc1,nocc2",
+        ])
+        .failure();
+    assert!(
+        o.stderr.contains("2 target(s) failed: nocc1, nocc2"),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.contains("nocc1          FAILED"), "{}", o.stdout);
+    let json: serde_json::Value =
+        serde_json::from_str(&p.read("build/report/report.json")).unwrap();
+    assert_eq!(json["passed"], 0);
+    let targets = json["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    for (t, name) in targets.iter().zip(["nocc1", "nocc2"]) {
+        assert_eq!(t["arch"], name);
+        assert_eq!(t["passed"], false);
+        let host = &t["stages"][0];
+        assert_eq!(host["name"], "host-tools");
+        assert_eq!(host["status"], "failed");
+        // The stages waiting for it are blocked, the ones after not run.
+        assert_eq!(t["stages"][1]["status"], "blocked", "{t}");
+        assert_eq!(t["stages"][3]["status"], "not run", "{t}");
+        let err = t["error"].as_str().unwrap();
+        assert!(err.contains("no-such-cross-gcc' is not installed"), "{err}");
+        let log = p.root.join(format!("build/report/logs/{name}.log"));
+        assert!(log.is_file());
+    }
+    let html = p.read("build/report/index.html");
+    assert!(html.contains("0 of 2 targets passed"), "{html}");
+    assert!(
+        html.contains(r#"<a href="logs/nocc1.log">run</a>"#),
+        "{html}"
+    );
+    // Opens from disk: nothing fetched from elsewhere.
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+}

@@ -546,3 +546,97 @@ fn the_cross_compiler_is_relocatable_and_sees_no_host_headers() {
         "Debian's sh4 glibc was linked"
     );
 }
+
+#[test]
+fn the_boot_test_disk_runs_mnt_init_and_fetches_a_page_from_the_host() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let o = run(rhbuild(&[
+        "run",
+        "scripts/smoketest.rhai",
+        "--set",
+        "SMOKETEST_DISK=1",
+    ]));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        o.stdout
+            .contains("ran /mnt/init from the test disk, fetched a page from the host"),
+        "{}",
+        show(&o)
+    );
+    let logs = build_dir().join("sh4/logs");
+    let http = std::fs::read_to_string(logs.join("smoketest-http.log")).unwrap();
+    assert!(http.lines().any(|l| l == "GET /hello.txt 200"), "{http}");
+    let console = std::fs::read_to_string(logs.join("smoketest-console.log")).unwrap();
+    // The guest printed the page the host served: the network works both ways.
+    assert!(
+        console.contains("boot-test: page=page-from-host-port-"),
+        "{console}"
+    );
+    // Only loopback is ever reached: restrict=on, and 10.0.2.2 forwards to
+    // 127.0.0.1 through the relay.
+    assert!(
+        console.contains("restrict=on,host=10.0.2.254,guestfwd=tcp:10.0.2.2:8080-cmd:"),
+        "{console}"
+    );
+}
+
+#[test]
+fn build_all_reports_stage_times_boot_time_sizes_and_logs() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    let o = run(rhbuild(&[
+        "run",
+        "scripts/build-all.rhai",
+        "--set",
+        "ARCHES=sh4",
+    ]));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(o.stdout.contains("1 of 1 targets passed"), "{}", show(&o));
+    let report = build_dir().join("report");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    let t = &json["targets"][0];
+    assert_eq!(t["arch"], "sh4");
+    assert_eq!(t["passed"], true);
+    assert!(t["boot_seconds"].as_f64().unwrap() > 0.0, "{t}");
+    assert!(t["kernel_bytes"].as_i64().unwrap() > 1_000_000, "{t}");
+    assert!(t["image_bytes"].as_i64().unwrap() > 100_000, "{t}");
+    let stages: Vec<&str> = t["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "host-tools",
+            "cross-compiler",
+            "root-filesystem",
+            "linux-kernel",
+            "system-image",
+            "smoketest"
+        ]
+    );
+    assert_eq!(t["stages"][5]["status"], "passed");
+    // Every log of the target is linked.
+    let logs: Vec<&str> = t["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.ends_with("sh4/logs/linux.log")),
+        "{logs:?}"
+    );
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(html.contains("1 of 1 targets passed"), "{html}");
+    assert!(
+        html.contains(r#"<a href="../sh4/logs/linux.log">linux</a>"#),
+        "{html}"
+    );
+    assert!(!html.contains("https://") && !html.contains("<script"));
+}
