@@ -76,6 +76,13 @@ fn run(mut cmd: Command) -> Output {
     }
 }
 
+/// `rhbuild ARGS` for sh4 in the shared build directory, which must succeed.
+fn succeeds(args: &[&str]) -> Output {
+    let o = run(rhbuild(args));
+    assert!(o.status.success(), "{}", show(&o));
+    o
+}
+
 fn show(o: &Output) -> String {
     format!(
         "status {}\n--- stdout\n{}\n--- stderr\n{}",
@@ -551,13 +558,7 @@ fn the_cross_compiler_is_relocatable_and_sees_no_host_headers() {
 fn the_boot_test_disk_runs_mnt_init_and_fetches_a_page_from_the_host() {
     let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     require_tools();
-    let o = run(rhbuild(&[
-        "run",
-        "scripts/smoketest.rhai",
-        "--set",
-        "SMOKETEST_DISK=1",
-    ]));
-    assert!(o.status.success(), "{}", show(&o));
+    let o = succeeds(&["run", "scripts/smoketest.rhai", "--set", "SMOKETEST_DISK=1"]);
     assert!(
         o.stdout
             .contains("ran /mnt/init from the test disk, fetched a page from the host"),
@@ -585,13 +586,7 @@ fn the_boot_test_disk_runs_mnt_init_and_fetches_a_page_from_the_host() {
 fn build_all_reports_stage_times_boot_time_sizes_and_logs() {
     let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     require_tools();
-    let o = run(rhbuild(&[
-        "run",
-        "scripts/build-all.rhai",
-        "--set",
-        "ARCHES=sh4",
-    ]));
-    assert!(o.status.success(), "{}", show(&o));
+    let o = succeeds(&["run", "scripts/build-all.rhai", "--set", "ARCHES=sh4"]);
     assert!(o.stdout.contains("1 of 1 targets passed"), "{}", show(&o));
     let report = build_dir().join("report");
     let json: serde_json::Value =
