@@ -197,7 +197,7 @@ pub fn register(engine: &mut Engine) {
         "run_targets",
         |c: &mut Ctx, spec: Map| -> RhaiResult<Array> { run_targets(c, &spec) },
     );
-    engine.register_fn("to_json", |v: Dynamic| {
+    engine.register_fn("pretty_json", |v: Dynamic| {
         serde_json::to_string_pretty(&dynamic_to_json(&v)).unwrap_or_default()
     });
     engine.register_fn("file_size", |c: &mut Ctx, p: &str| -> RhaiResult<i64> {
