@@ -10,7 +10,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rhai::{Dynamic, Map};
 
 /// Keys a source map may hold.
-const SOURCE_KEYS: &[&str] = &["url", "mirrors", "debian", "file", "sha1", "sha256"];
+const SOURCE_KEYS: &[&str] = &[
+    "url", "mirrors", "debian", "file", "sha1", "sha256", "inner",
+];
 
 /// A loaded package.
 #[derive(Clone, Debug)]
@@ -20,6 +22,10 @@ pub struct Package {
     /// `packages/<name>.rhai`, relative to the project root.
     pub file: Utf8PathBuf,
     pub origins: Vec<Origin>,
+    /// Per origin: the path, inside its (verified) file, of the tarball that
+    /// holds the real source tree (Debian's gcc-12 orig tarball wraps
+    /// upstream's), or `None` when the file itself is the source.
+    pub inner: Vec<Option<String>>,
     /// Whether the package defines `fn build(ctx)`.
     pub buildable: bool,
 }
@@ -65,16 +71,18 @@ pub fn load(engine: &ScriptEngine, name: &str) -> Result<Package, ScriptError> {
     let sources = module
         .get_var_value::<rhai::Array>("sources")
         .unwrap_or_default();
-    let origins = sources
+    let maps: Vec<Map> = sources
         .iter()
         .filter_map(|s| s.clone().try_cast::<Map>())
-        .map(|m| origin_of(&m))
         .collect();
+    let origins = maps.iter().map(origin_of).collect();
+    let inner = maps.iter().map(|m| text(m, "inner")).collect();
     Ok(Package {
         name: name.to_string(),
         version,
         file: rel,
         origins,
+        inner,
         buildable: ast
             .iter_functions()
             .any(|f| f.name == "build" && f.params.len() == 1),
@@ -258,6 +266,15 @@ fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
             format!("source {n} names no origin"),
             "give `url: \"https://...\"`, or `debian: \"PACKAGE\", file: \"PACKAGE_VERSION.orig.tar.xz\"`".into(),
         ));
+    }
+    if m.contains_key("inner") {
+        match text(&m, "inner") {
+            Some(p) if !p.is_empty() && !p.starts_with('/') && !p.split('/').any(|c| c == "..") => {}
+            _ => out.push((
+                format!("source {n}: `inner` must be a relative path inside the tarball"),
+                "for example `inner: \"gcc-12.2.0-dfsg.tar.xz\"` (the tarball's top directory is left out)".into(),
+            )),
+        }
     }
     let sha1 = text(&m, "sha1");
     let sha256 = text(&m, "sha256");

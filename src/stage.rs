@@ -857,7 +857,7 @@ impl Ctx {
                 return Ok(p);
             }
             let key = crate::checksum::sha256_bytes(id.as_bytes());
-            return self.unpacked(pkg, &p, &key);
+            return self.unpacked(pkg, &p, None, &key);
         }
         let fetched = fetch_packages(run, std::slice::from_ref(pkg)).and_then(|_| {
             run.cache
@@ -872,21 +872,32 @@ impl Ctx {
             .unwrap()
             .sources
             .insert(pkg.name.clone(), id);
+        let inner = pkg.inner.get(fetched.origin).cloned().flatten();
         let key_text = format!(
-            "{}:{:?}",
+            "{}:{:?}:{:?}",
             fetched.path.file_name().unwrap_or(""),
-            origin.expected
+            origin.expected,
+            inner
         );
         self.unpacked(
             pkg,
             &fetched.path,
+            inner.as_deref(),
             &crate::checksum::sha256_bytes(key_text.as_bytes()),
         )
     }
 
     /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
-    /// where the key covers the tarball and the patch set.
-    fn unpacked(&self, pkg: &Package, archive: &Utf8Path, key: &str) -> PrimResult<Utf8PathBuf> {
+    /// where the key covers the tarball and the patch set. With `inner`, the
+    /// tree comes from the tarball at that path inside `archive` (extracted
+    /// first, next to the tree, and removed afterwards).
+    fn unpacked(
+        &self,
+        pkg: &Package,
+        archive: &Utf8Path,
+        inner: Option<&str>,
+        key: &str,
+    ) -> PrimResult<Utf8PathBuf> {
         let root = &self.run.engine.project.root;
         let mut patches =
             crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
@@ -944,9 +955,25 @@ impl Ctx {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create `{tmp}`: {e}"))?;
         let tree = tmp.join("tree");
-        let result = crate::extract::extract(archive, &tree)
-            .map_err(|e| format!("{e}"))
-            .and_then(|_| {
+        let result = match inner {
+            None => crate::extract::extract(archive, &tree).map_err(|e| format!("{e}")),
+            Some(inner) => {
+                let outer = tmp.join("outer");
+                crate::extract::extract(archive, &outer)
+                    .map_err(|e| format!("{e}"))
+                    .and_then(|_| {
+                        let file = outer.join(inner);
+                        if !file.is_file() {
+                            return Err(format!(
+                                "`{archive}` holds no `{inner}` (package `{}`'s `inner`): check the path against `tar tf {archive}`",
+                                pkg.name
+                            ));
+                        }
+                        crate::extract::extract(&file, &tree).map_err(|e| format!("{e}"))
+                    })
+            }
+        }
+        .and_then(|_| {
                 crate::patch::apply_patches(&tree, &patches, &self.frame.log)
                     .map_err(|e| format!("{e}"))
             })

@@ -547,3 +547,100 @@ fn a_file_changed_behind_the_caches_back_is_hashed_again_even_with_its_old_size_
         "a changed file was taken on the strength of its stamp"
     );
 }
+
+/// A gzipped tarball of `files` (path, contents).
+fn tarball_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for (path, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, path, *body).unwrap();
+    }
+    tar.into_inner().unwrap().finish().unwrap()
+}
+
+/// A project whose package `wrapped` comes as a tarball holding the real
+/// source tarball (as Debian's gcc-12 does), named by `inner`, and a stage
+/// that copies a file of the extracted source into its output.
+fn wrapped_package_project(srv: &HttpServer, inner: &str) -> crate::util::TestProject {
+    let source = tarball_of(&[("src-1.0/hello.txt", b"from the inner tarball\n")]);
+    let outer = tarball_of(&[
+        ("wrapped-1.0/README", b"a wrapper\n"),
+        ("wrapped-1.0/inner/src-1.0.tar.gz", &source),
+    ]);
+    srv.route("/wrapped-1.0.tar.gz", Route::Bytes(outer.clone()));
+    let p = crate::util::TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "packages/wrapped.rhai",
+        &format!(
+            r#"export const name = "wrapped";
+export const version = "1.0";
+export const sources = [
+    #{{ url: "{}", sha256: "{}", inner: "{inner}" }},
+];
+fn build(ctx) {{
+    ctx.copy(`${{ctx.source()}}/hello.txt`, `${{ctx.out}}/hello.txt`);
+}}
+"#,
+            srv.url("/wrapped-1.0.tar.gz"),
+            sha256_bytes(&outer)
+        ),
+    );
+    p.write(
+        "scripts/show.rhai",
+        "export const output = \"show\";\nctx.build(\"wrapped\");\n",
+    );
+    p
+}
+
+#[test]
+fn a_source_inside_the_verified_tarball_is_extracted_as_the_package_source() {
+    let srv = HttpServer::start();
+    let p = wrapped_package_project(&srv, "inner/src-1.0.tar.gz");
+    p.rhbuild(&["run", "scripts/show.rhai", "--arch", "t"])
+        .success();
+    assert_eq!(p.read("build/t/show/hello.txt"), "from the inner tarball\n");
+}
+
+#[test]
+fn a_missing_inner_tarball_is_named_and_leaves_no_source_tree() {
+    let srv = HttpServer::start();
+    let p = wrapped_package_project(&srv, "inner/nope.tar.gz");
+    let o = p
+        .rhbuild(&["run", "scripts/show.rhai", "--arch", "t"])
+        .failure();
+    assert!(
+        o.stderr
+            .contains("holds no `inner/nope.tar.gz` (package `wrapped`'s `inner`)"),
+        "{}",
+        o.stderr
+    );
+    // Nothing half-extracted that a later run could take as the source.
+    let src = p.root.join("build/src");
+    let left: Vec<String> = std::fs::read_dir(&src)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left in build/src: {left:?}");
+    assert!(!p.root.join("build/t/show").exists());
+}
+
+#[test]
+fn an_inner_path_leaving_the_tarball_is_refused_by_check() {
+    let srv = HttpServer::start();
+    let p = wrapped_package_project(&srv, "../outside.tar.gz");
+    let o = p.rhbuild(&["check", "packages/wrapped.rhai"]).failure();
+    assert!(
+        o.stderr
+            .contains("`inner` must be a relative path inside the tarball"),
+        "{}",
+        o.stderr
+    );
+}
