@@ -69,6 +69,14 @@ pub struct Server {
     port: i64,
 }
 
+/// The host's distccd on the loopback (see `distccd`).
+#[derive(Clone)]
+pub struct Distcc {
+    inner: Arc<Mutex<crate::serve::Distccd>>,
+    port: i64,
+    log: String,
+}
+
 /// A running emulator's serial console.
 #[derive(Clone)]
 pub struct Console {
@@ -517,6 +525,35 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("stop", |s: &mut Server| {
         s.inner.lock().unwrap().take();
+    });
+    engine.register_type_with_name::<Distcc>("Distcc");
+    engine.register_fn(
+        "distccd",
+        |c: &mut Ctx, compilers: &str, log: &str, jobs: i64| -> RhaiResult<Distcc> {
+            let compilers = lift(c.readable(compilers))?;
+            let log = lift(c.writable(log))?;
+            let d =
+                crate::serve::Distccd::start(&compilers, &log, jobs.max(1) as u32).map_err(fail)?;
+            Ok(Distcc {
+                port: d.port as i64,
+                log: log.to_string(),
+                inner: Arc::new(Mutex::new(d)),
+            })
+        },
+    );
+    engine.register_get("port", |d: &mut Distcc| d.port);
+    engine.register_get("log", |d: &mut Distcc| d.log.clone());
+    engine.register_fn("compiles", |d: &mut Distcc| -> Array {
+        d.inner
+            .lock()
+            .unwrap()
+            .compiles()
+            .into_iter()
+            .map(Dynamic::from)
+            .collect()
+    });
+    engine.register_fn("stop", |d: &mut Distcc| {
+        d.inner.lock().unwrap().stop();
     });
 
     // --- qemu

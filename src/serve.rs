@@ -7,7 +7,9 @@
 //! address, so a guest can only ever talk to services on 127.0.0.1.
 //!
 //! `FileServer` is the simplest such service: a static HTTP/1.0 server on
-//! 127.0.0.1 for a directory, which records each request line.
+//! 127.0.0.1 for a directory, which records each request line. `Distccd`
+//! runs the host's distcc server on 127.0.0.1 with a PATH that holds only
+//! the target's cross compiler, for compiles sent from inside a guest.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -126,6 +128,118 @@ fn resolve(root: &Utf8Path, path: &str) -> Option<Utf8PathBuf> {
     }
     let p = root.join(rel);
     p.is_file().then_some(p)
+}
+
+/// The host's `distccd`, listening on 127.0.0.1 only, on a free port, with
+/// `compilers` (a directory of `cc`, `gcc`, `c++`, `g++` links to the
+/// target's cross compiler) as its whole PATH. Stopped when dropped.
+pub struct Distccd {
+    pub port: u16,
+    pub log: Utf8PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl Distccd {
+    pub fn start(compilers: &Utf8Path, log: &Utf8Path, jobs: u32) -> Result<Distccd, String> {
+        let Some(binary) = crate::stage::resolve_host_tool("distccd") else {
+            return Err("distccd is not installed on the host: apt-get install distcc".into());
+        };
+        // A free port: the kernel picks one; distccd takes it over at once.
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("cannot find a free loopback port: {e}"))?
+            .port();
+        let _ = std::fs::remove_file(log);
+        if let Some(dir) = log.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let mut cmd = std::process::Command::new(binary.as_str());
+        cmd.args([
+            "--daemon",
+            "--no-detach",
+            "--listen",
+            "127.0.0.1",
+            "--allow",
+            "127.0.0.1",
+        ])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--jobs")
+        .arg(jobs.max(1).to_string())
+        // Its log comes through us: as root, distccd gives up its
+        // privileges and could not open a file in the build directory.
+        .args(["--log-level", "info", "--log-stderr"])
+        .env_clear()
+        .env("PATH", compilers.as_str())
+        .env("HOME", compilers.as_str())
+        .env("TMPDIR", std::env::temp_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+        // Its own process group, so stopping it stops its workers too.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start `{binary}`: {e}"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| format!("cannot write `{log}`: {e}"))?;
+        if let Some(mut err) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut err, &mut file);
+            });
+        }
+        let mut d = Distccd {
+            port,
+            log: log.to_owned(),
+            child: Some(child),
+        };
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        for _ in 0..100 {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(d);
+            }
+            if let Some(c) = d.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Err(format!(
+                    "distccd exited ({status}) before listening on 127.0.0.1:{port}; its log: {log}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!(
+            "distccd did not listen on 127.0.0.1:{port} within 5 s; its log: {log}"
+        ))
+    }
+
+    /// The log's lines for compiles that succeeded.
+    pub fn compiles(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("COMPILE_OK"))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: signalling the process group we created.
+            unsafe {
+                libc::kill(-(c.id() as i32), libc::SIGTERM);
+            }
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Distccd {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// `rhbuild relay 127.0.0.1:PORT`: copy standard input to a loopback port

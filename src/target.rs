@@ -18,12 +18,12 @@ pub const REQUIRED: &[(&str, &str)] = &[
         "the kernel image's path in the kernel build, for example \"arch/sh/boot/zImage\"",
     ),
     (
-        "CROSS_COMPILE",
-        "the default external cross compiler's prefix, for example \"sh4-linux-gnu-\"",
+        "DEBIAN_CROSS_COMPILE",
+        "the prefix of Debian's cross compiler for this CPU (used with TOOLCHAIN=debian), for example \"sh4-linux-gnu-\"",
     ),
     (
         "CROSS_PACKAGE",
-        "the Debian package that provides that compiler, for example \"gcc-sh4-linux-gnu\"",
+        "the Debian package that provides it, for example \"gcc-sh4-linux-gnu\"",
     ),
     (
         "QEMU",

@@ -4,6 +4,7 @@ mod util;
 
 mod airlock;
 mod check;
+mod distcc;
 mod extract;
 mod fetch;
 mod http_server;
@@ -12,3 +13,4 @@ mod kconfig;
 mod patch;
 mod pipeline;
 mod qemu;
+mod toolchain;

@@ -52,12 +52,15 @@ impl TestProject {
         std::fs::read_to_string(self.root.join(rel)).unwrap()
     }
 
-    /// `rhbuild ARGS` run in the project's root.
+    /// `rhbuild ARGS` run in the project's root, with Debian's cross
+    /// compilers (TOOLCHAIN=debian: building gcc is for the long tests).
     pub fn rhbuild(&self, args: &[&str]) -> Run {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
         cmd.args(args)
             .current_dir(&self.root)
             .env("NO_COLOR", "1")
+            .env("TOOLCHAIN", "debian")
+            .env_remove("CROSS_COMPILE")
             .env_remove("ARCH");
         Run {
             cmd,
@@ -80,7 +83,7 @@ pub fn minimal_target(name: &str) -> String {
         r#"export const DESCRIPTION = "test target {name}";
 export const KARCH = "sh";
 export const KERNEL_IMAGE = "arch/sh/boot/zImage";
-export const CROSS_COMPILE = "sh4-linux-gnu-";
+export const DEBIAN_CROSS_COMPILE = "sh4-linux-gnu-";
 export const CROSS_PACKAGE = "gcc-sh4-linux-gnu";
 export const QEMU = "qemu-system-sh4";
 export const QEMU_PACKAGE = "qemu-system-misc";

@@ -13,7 +13,7 @@ use std::process::ExitCode;
     after_help = "Examples:\n  rhbuild miniconfig sh4 build/sh4/linux-kernel/config --source linux=/usr/src/linux-source-6.1.tar.xz > targets/sh4/linux.config"
 )]
 pub struct Args {
-    /// The target whose kernel settings (KARCH, CROSS_COMPILE) to use.
+    /// The target whose kernel settings (KARCH, DEBIAN_CROSS_COMPILE) to use.
     arch: String,
     /// The full .config to shrink.
     config: Utf8PathBuf,

@@ -1,5 +1,7 @@
-/* probe-treg.c -- demonstrates the Debian 12 sh4-linux-gnu-gcc 12.2.0
- * miscompilation that treg-combine-plugin.cc works around.
+/* probe-treg.c -- demonstrates the gcc 12.2.0 sh4 miscompilation that
+ * packages/gcc/sh-treg-combine-predicate-types.patch fixes in the compiler
+ * built from source, and treg-combine-plugin.cc works around in Debian 12's
+ * sh4-linux-gnu-gcc.
  *
  * At -O1 and above the SH RTL pass sh_treg_combine2 deletes the load of *p
  * and the "tst" that sets the T bit in check() below, so the conditional

@@ -1,0 +1,129 @@
+//! The host's distccd for guests: loopback only, the target's compiler as
+//! its whole PATH, and several servers sharing the jobs.
+
+use crate::util::require_tool;
+use camino::Utf8PathBuf;
+use rhbuild::serve::Distccd;
+use std::process::Command;
+
+/// A directory of the unprefixed names distcc clients ask for, linked to
+/// Debian's sh4 cross compiler (the target's compiler in these tests).
+fn compilers(dir: &Utf8PathBuf) -> Utf8PathBuf {
+    let bin = dir.join("compilers");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, tool) in [
+        ("cc", "gcc"),
+        ("gcc", "gcc"),
+        ("c++", "g++"),
+        ("g++", "g++"),
+    ] {
+        std::os::unix::fs::symlink(format!("/usr/bin/sh4-linux-gnu-{tool}"), bin.join(name))
+            .unwrap();
+    }
+    bin
+}
+
+/// Is `port` open on 127.0.0.1 and on no other address (from
+/// /proc/net/tcp: local address in hex, state 0A = listening)?
+fn listens_on_loopback_only(port: u16) -> bool {
+    let mut table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.push_str(&std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default());
+    let suffix = format!(":{port:04X}");
+    let listening: Vec<String> = table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[1].ends_with(&suffix) && f[3] == "0A").then(|| f[1].to_string())
+        })
+        .collect();
+    !listening.is_empty() && listening.iter().all(|a| a == &format!("0100007F{suffix}"))
+}
+
+#[test]
+fn two_distccd_on_loopback_share_the_jobs_and_compile_for_the_target() {
+    require_tool("distccd", "distcc");
+    require_tool("sh4-linux-gnu-gcc", "gcc-sh4-linux-gnu");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+    let bin = compilers(&dir);
+    std::fs::create_dir_all(dir.join("client")).unwrap();
+    let mut one = Distccd::start(&bin, &dir.join("one.log"), 1).unwrap();
+    let mut two = Distccd::start(&bin, &dir.join("two.log"), 1).unwrap();
+    assert_ne!(one.port, two.port);
+    assert!(listens_on_loopback_only(one.port), "port {}", one.port);
+    assert!(listens_on_loopback_only(two.port), "port {}", two.port);
+
+    // Eight compiles at once, one slot per server: both get work.
+    let hosts = format!("127.0.0.1:{}/1 127.0.0.1:{}/1", one.port, two.port);
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let src = dir.join(format!("f{i}.c"));
+            std::fs::write(
+                &src,
+                format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i}; return s; }}\n"),
+            )
+            .unwrap();
+            Command::new("distcc")
+                .args(["cc", "-O2", "-c", src.as_str(), "-o"])
+                .arg(dir.join(format!("f{i}.o")).as_str())
+                .env("DISTCC_HOSTS", &hosts)
+                .env("DISTCC_DIR", dir.join("client").as_str())
+                .env("DISTCC_SKIP_LOCAL_RETRY", "1")
+                .env("DISTCC_FALLBACK", "0")
+                .env("DISTCC_NO_REWRITE_CROSS", "1")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    // Compiled by the target's compiler on a server, not by the host's cc.
+    for i in 0..8 {
+        let o = Command::new("file")
+            .arg(dir.join(format!("f{i}.o")).as_str())
+            .output()
+            .unwrap();
+        let what = String::from_utf8_lossy(&o.stdout);
+        assert!(what.contains("Renesas SH"), "{what}");
+    }
+    let (a, b) = (one.compiles(), two.compiles());
+    assert_eq!(a.len() + b.len(), 8, "{a:?} {b:?}");
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "one server got every job: {a:?} {b:?}"
+    );
+    one.stop();
+    two.stop();
+    assert!(!listens_on_loopback_only(one.port));
+}
+
+#[test]
+fn a_missing_compiler_directory_fails_the_compile_not_the_host() {
+    require_tool("distccd", "distcc");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+    // An empty PATH: distccd must not find the host's own cc.
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(dir.join("client")).unwrap();
+    let d = Distccd::start(&empty, &dir.join("d.log"), 1).unwrap();
+    let src = dir.join("a.c");
+    std::fs::write(&src, "int a;\n").unwrap();
+    let o = Command::new("distcc")
+        .args(["cc", "-c", src.as_str(), "-o"])
+        .arg(dir.join("a.o").as_str())
+        .env("DISTCC_HOSTS", format!("127.0.0.1:{}/1", d.port))
+        .env("DISTCC_DIR", dir.join("client").as_str())
+        .env("DISTCC_SKIP_LOCAL_RETRY", "1")
+        .env("DISTCC_FALLBACK", "0")
+        .env("DISTCC_NO_REWRITE_CROSS", "1")
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the host's cc compiled it");
+    assert!(d.compiles().is_empty());
+    // It was the server that refused: the request reached it.
+    let log = std::fs::read_to_string(dir.join("d.log")).unwrap();
+    assert!(log.contains("cc"), "{log}");
+}

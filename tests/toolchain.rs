@@ -1,0 +1,435 @@
+//! The toolchain built from source (binutils, gcc, musl), and the checks
+//! every cross compiler must pass, whoever built it.
+//!
+//! The builds take tens of minutes per target on 2 cores, so the tests that
+//! run them are ignored by a plain `cargo test`; one command runs them all:
+//!
+//!     cargo test --release -- --ignored toolchain
+//!
+//! They keep their build directory (target/tmp/toolchain-build) between
+//! runs, so a second run only checks.
+
+use crate::util::require_tool;
+use camino::{Utf8Path, Utf8PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+const LINUX_SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
+
+/// One toolchain build at a time: two gcc builds on 2 cores help no one.
+static BUILD: Mutex<()> = Mutex::new(());
+
+fn build_dir() -> Utf8PathBuf {
+    Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("toolchain-build")
+}
+
+/// What the checks need to know about a target.
+pub struct Toolchain<'a> {
+    /// The toolchain's root: bin/<triple>-cc lives under it.
+    pub root: &'a Utf8Path,
+    pub triple: &'a str,
+    /// The user-mode emulator that runs the target's programs.
+    pub qemu_user: &'a str,
+    /// Whether every file the linker takes must come from `root` (ours);
+    /// a wrapped external compiler brings its own libgcc.
+    pub self_contained: bool,
+}
+
+impl Toolchain<'_> {
+    fn cc(&self) -> Utf8PathBuf {
+        self.root.join(format!("bin/{}-cc", self.triple))
+    }
+
+    /// Compile `source` (C text) to `out` with extra `args`.
+    fn compile(&self, source: &str, out: &str, args: &[&str]) -> std::process::Output {
+        let src = self.root.join(format!("{out}.c"));
+        std::fs::write(&src, source).unwrap();
+        Command::new(self.cc().as_str())
+            .args(args)
+            .arg("-o")
+            .arg(self.root.join(out).as_str())
+            .arg(src.as_str())
+            .output()
+            .unwrap()
+    }
+
+    fn run(&self, program: &str) -> String {
+        let ran = Command::new(self.qemu_user)
+            .arg(self.root.join(program).as_str())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ran.stdout).into_owned()
+    }
+}
+
+/// A toolchain, wherever it lies now, compiles and links a program that
+/// runs under the emulator, finds no header of the host's, and links
+/// nothing of the host's C library (and, when self-contained, nothing from
+/// outside itself at all).
+pub fn check_toolchain(t: &Toolchain) {
+    let map_arg = format!("-Wl,-Map={}", t.root.join("hello.map"));
+    let out = t.compile(
+        "#include <stdio.h>\nint main(void) { printf(\"moved: OK\\n\"); return 0; }\n",
+        "hello",
+        &["-O2", &map_arg],
+    );
+    assert!(
+        out.status.success(),
+        "{} from {}: {}",
+        t.cc(),
+        t.root,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(t.run("hello"), "moved: OK\n");
+
+    // A header the host has but the toolchain does not must not be found.
+    let host_header = Utf8PathBuf::from("/usr/local/include/rhbuild-host-only-test.h");
+    if std::fs::write(&host_header, "#define HOST_ONLY 1\n").is_ok() {
+        let out = t.compile(
+            "#include <rhbuild-host-only-test.h>\nint main(void) { return HOST_ONLY; }\n",
+            "host-header",
+            &["-c"],
+        );
+        let _ = std::fs::remove_file(&host_header);
+        assert!(
+            !out.status.success(),
+            "a host header leaked into the cross compiler"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("rhbuild-host-only-test.h"), "{err}");
+    }
+
+    // The link map names the toolchain's own libc.a, nothing of Debian's
+    // glibc, and (self-contained) no file from outside the toolchain.
+    let map = std::fs::read_to_string(t.root.join("hello.map")).unwrap();
+    let root = std::fs::canonicalize(t.root).unwrap();
+    let root = root.to_string_lossy();
+    let linked: Vec<String> = map
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')))
+        .map(|w| w.split('(').next().unwrap_or(w).to_string())
+        .filter(|w| w.ends_with(".a") || w.ends_with(".o"))
+        .collect();
+    assert!(
+        linked
+            .iter()
+            .any(|p| p.ends_with("/lib/libc.a") && canonical(p).starts_with(&*root)),
+        "libc.a is not the toolchain's: {linked:?}"
+    );
+    assert!(
+        !linked.iter().any(|p| p.contains("-linux-gnu")),
+        "Debian's glibc or its start files were linked: {linked:?}"
+    );
+    if t.self_contained {
+        for p in &linked {
+            assert!(
+                canonical(p).starts_with(&*root),
+                "the linker took `{p}` from outside the toolchain ({root})"
+            );
+        }
+    }
+}
+
+fn canonical(p: &str) -> String {
+    std::fs::canonicalize(p)
+        .map(|c| c.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| p.to_string())
+}
+
+/// `rhbuild run SCRIPT --arch ARCH` with the default toolchain (built from
+/// source), in the long tests' build directory.
+fn rhbuild(arch: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rhbuild"));
+    cmd.args(args)
+        .args(["--arch", arch, "-j", "2", "--source"])
+        .arg(format!("linux={LINUX_SOURCE}"))
+        .arg("--build-dir")
+        .arg(build_dir().as_str())
+        .current_dir(crate::util::repo_root())
+        .env("NO_COLOR", "1")
+        .env_remove("TOOLCHAIN")
+        .env_remove("CROSS_COMPILE")
+        .env_remove("ARCH");
+    cmd
+}
+
+/// `rhbuild ARGS --arch ARCH` as above, which must succeed; its stdout.
+fn succeeds(arch: &str, args: &[&str]) -> String {
+    let o = rhbuild(arch, args).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+/// Build ARCH's toolchain from source and its system, boot it, then check
+/// the toolchain from a copy elsewhere and from its tarball unpacked
+/// elsewhere.
+fn from_source(arch: &str, triple: &str, qemu_user: &str) {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tool(qemu_user, "qemu-user-static");
+    require_tool("g++", "g++");
+    assert!(
+        Utf8Path::new(LINUX_SOURCE).is_file(),
+        "this test needs {LINUX_SOURCE}: apt-get install linux-source-6.1"
+    );
+    succeeds(arch, &["run", "scripts/smoketest.rhai"]);
+    let built = build_dir().join(arch).join("cross-compiler");
+    // Our own gcc, not the wrapper around somebody else's.
+    assert!(!built.join("ccwrap.conf").exists());
+    let gcc = built.join(format!("bin/{triple}-gcc"));
+    assert!(
+        !std::fs::symlink_metadata(&gcc).unwrap().is_symlink(),
+        "{gcc} is a link, not a compiler"
+    );
+
+    // Moved: a copy somewhere else entirely.
+    let tmp = tempfile::tempdir().unwrap();
+    let moved = Utf8PathBuf::from_path_buf(tmp.path().join("moved")).unwrap();
+    let status = Command::new("cp")
+        .args(["-a", built.as_str(), moved.as_str()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    check_toolchain(&Toolchain {
+        root: &moved,
+        triple,
+        qemu_user,
+        self_contained: true,
+    });
+
+    // Unpacked from its tarball, as another machine would.
+    let tarball = built.join(format!("dist/{triple}-cross.tar.gz"));
+    let status = Command::new("tar")
+        .args(["-xzf", tarball.as_str(), "-C"])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success(), "cannot unpack {tarball}");
+    let unpacked = Utf8PathBuf::from_path_buf(tmp.path().join(format!("{triple}-cross"))).unwrap();
+    assert!(!unpacked.join("dist").exists(), "the tarball holds itself");
+    check_toolchain(&Toolchain {
+        root: &unpacked,
+        triple,
+        qemu_user,
+        self_contained: true,
+    });
+
+    // C++ too, where libstdc++ was built.
+    let cxx = unpacked.join(format!("bin/{triple}-g++"));
+    if cxx.exists() {
+        let src = unpacked.join("hello.cc");
+        std::fs::write(
+            &src,
+            "#include <string>\n#include <cstdio>\nint main() { std::string s(\"c++: \"); s += \"OK\"; std::puts(s.c_str()); }\n",
+        )
+        .unwrap();
+        let out = Command::new(cxx.as_str())
+            .args(["-O2", "-static", "-o"])
+            .arg(unpacked.join("hello-cc").as_str())
+            .arg(src.as_str())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ran = Command::new(qemu_user)
+            .arg(unpacked.join("hello-cc").as_str())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "c++: OK\n");
+    }
+
+    // Nothing changed: the rerun skips every stage, quickly.
+    let o = rhbuild(arch, &["run", "scripts/cross-compiler.rhai"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("up to date"), "{out}");
+}
+
+/// One ignored test per target whose toolchain is built from source.
+macro_rules! from_source_test {
+    ($name:ident, $arch:literal, $triple:literal, $qemu_user:literal) => {
+        #[test]
+        #[ignore = "builds gcc from source (about 40 minutes); run with `cargo test --release -- --ignored toolchain`"]
+        fn $name() {
+            from_source($arch, $triple, $qemu_user);
+        }
+    };
+}
+
+from_source_test!(
+    toolchain_sh4_from_source,
+    "sh4",
+    "sh4-linux-musl",
+    "qemu-sh4-static"
+);
+from_source_test!(
+    toolchain_armv5l_from_source,
+    "armv5l",
+    "armv5l-linux-musleabi",
+    "qemu-arm-static"
+);
+from_source_test!(
+    toolchain_mipsel_from_source,
+    "mipsel",
+    "mipsel-linux-musl",
+    "qemu-mipsel-static"
+);
+from_source_test!(
+    toolchain_x86_64_from_source,
+    "x86_64",
+    "x86_64-linux-musl",
+    "qemu-x86_64-static"
+);
+
+#[test]
+fn a_failing_toolchain_package_names_itself_and_leaves_no_toolchain() {
+    require_tool("qemu-sh4-static", "qemu-user-static");
+    require_tool("g++", "g++");
+    // binutils, the first package of the toolchain from source, fails.
+    let p = crate::util::TestProject::copy_of_repo();
+    let pkg = p.read("packages/binutils.rhai");
+    let at = pkg.find("fn build(ctx) {").unwrap() + "fn build(ctx) {".len();
+    let broken = format!(
+        "{}\n    ctx.dir(ctx.work_dir(\"binutils\").path).run([\"sh\", \"-c\", \"echo checking the assembler; echo 'configure: error: no assembler here' >&2; exit 1\"]);{}",
+        &pkg[..at],
+        &pkg[at..]
+    );
+    p.write("packages/binutils.rhai", &broken);
+    let mut run = p.rhbuild(&["run", "scripts/cross-compiler.rhai", "--arch", "sh4"]);
+    run.cmd.env_remove("TOOLCHAIN");
+    let o = run.failure();
+    assert!(o.stderr.contains("binutils"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("configure: error: no assembler here"),
+        "the log's tail is not shown: {}",
+        o.stderr
+    );
+    assert!(o.stderr.contains("logs/binutils.log"), "{}", o.stderr);
+    // No toolchain, complete-looking or partial, where the next stage
+    // would look.
+    let arch = p.root.join("build/sh4");
+    assert!(!arch.join("cross-compiler").exists());
+    let parts: Vec<String> = std::fs::read_dir(&arch)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".part"))
+        .collect();
+    assert!(parts.is_empty(), "left behind: {parts:?}");
+}
+
+/// The native compiler inside the sh4 system: `cc hello.c` and
+/// `./configure && make` of GNU make in the guest (the smoketest variant).
+#[test]
+#[ignore = "builds the native compiler and compiles inside the emulator (about an hour); run with `cargo test --release -- --ignored toolchain`"]
+fn toolchain_sh4_native_compiler_builds_inside_the_guest() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tool("qemu-system-sh4", "qemu-system-misc");
+    let out = succeeds(
+        "sh4",
+        &[
+            "run",
+            "scripts/smoketest.rhai",
+            "--set",
+            "NATIVE_TOOLCHAIN=1",
+            "--set",
+            "SYSIMAGE_TYPE=squashfs",
+        ],
+    );
+    assert!(out.contains("native make:"), "{out}");
+    assert!(
+        out.contains(
+            "compiled hello.c and built make-4.3 with ./configure && make inside the guest"
+        ),
+        "{out}"
+    );
+    // Everything in the native compiler runs on the target: no host binary.
+    let bin = build_dir().join("sh4/native-compiler/usr/bin");
+    for tool in ["gcc", "cc", "as", "ld", "make", "bash", "distcc"] {
+        let o = Command::new("file")
+            .arg("-L")
+            .arg(bin.join(tool).as_str())
+            .output()
+            .unwrap();
+        let what = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            what.contains("Renesas SH") && what.contains("statically linked"),
+            "{tool}: {what}"
+        );
+    }
+}
+
+/// The development environment, unattended: a control image builds GNU
+/// make inside sh4 with its compiles sent to distccd on the host, and the
+/// result comes out of /home without root.
+#[test]
+#[ignore = "needs the native compiler (about an hour on its own); run with `cargo test --release -- --ignored toolchain`"]
+fn toolchain_sh4_dev_environment_sends_compiles_to_the_host() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tool("distccd", "distcc");
+    require_tool("debugfs", "e2fsprogs");
+    let tmp = tempfile::tempdir().unwrap();
+    let control = Utf8PathBuf::from_path_buf(tmp.path().join("control")).unwrap();
+    std::fs::create_dir_all(&control).unwrap();
+    let tarball = build_dir().join("sh4/native-compiler/src/make-4.3.tar.gz");
+    let o = rhbuild("sh4", &["run", "scripts/native-compiler.rhai"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::copy(&tarball, control.join("make-4.3.tar.gz")).unwrap();
+    std::fs::write(
+        control.join("init"),
+        "#!/bin/sh\nset -e\necho \"PATH=$PATH DISTCC_HOSTS=$DISTCC_HOSTS\"\ncd /home\nrm -rf make-4.3 results\ntar -xzf /mnt/make-4.3.tar.gz\ncd make-4.3\n./configure > ../configure.log 2>&1\nmake -j2 > ../make.log 2>&1\nmkdir -p /home/results\ncp make /home/results/\n./make --version | head -n 1\n",
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(control.join("init"))
+        .unwrap()
+        .permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(control.join("init"), perms).unwrap();
+    let _ = std::fs::remove_file(build_dir().join("sh4/hdb.img"));
+    succeeds(
+        "sh4",
+        &[
+            "run",
+            "scripts/dev-environment.rhai",
+            "--set",
+            "NATIVE_TOOLCHAIN=1",
+            "--set",
+            "SYSIMAGE_TYPE=squashfs",
+            "--set",
+            &format!("DEV_CONTROL={control}"),
+            "--set",
+            "HDB_MEGS=256",
+        ],
+    );
+    // The compiles were done by the host's distccd.
+    let log = std::fs::read_to_string(build_dir().join("sh4/logs/distccd.log")).unwrap();
+    let done = log.lines().filter(|l| l.contains("COMPILE_OK")).count();
+    assert!(done >= 20, "only {done} compiles reached the host:\n{log}");
+    // The result comes out of /home with debugfs, no root or mount needed.
+    let out_dir = Utf8PathBuf::from_path_buf(tmp.path().join("out")).unwrap();
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let status = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("rdump /results {out_dir}"))
+        .arg(build_dir().join("sh4/hdb.img").as_str())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = Command::new("file")
+        .arg(out_dir.join("results/make").as_str())
+        .output()
+        .unwrap();
+    let what = String::from_utf8_lossy(&o.stdout);
+    assert!(what.contains("Renesas SH"), "{what}");
+}
