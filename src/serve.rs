@@ -46,10 +46,12 @@ impl FileServer {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let _ = conn.set_nonblocking(false);
-                        if let Some(line) = serve_one(conn, &root) {
+                        // Recorded before the answer is sent: a client that
+                        // has its answer finds its request in the record.
+                        serve_one(conn, &root, |line| {
                             append(&log, &line);
                             r.lock().unwrap().push(line);
-                        }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -89,7 +91,7 @@ fn append(log: &Utf8Path, line: &str) {
 }
 
 /// Answer one request; returns "METHOD PATH STATUS" for the log.
-fn serve_one(mut conn: TcpStream, root: &Utf8Path) -> Option<String> {
+fn serve_one(mut conn: TcpStream, root: &Utf8Path, record: impl FnOnce(String)) -> Option<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
     let mut first = String::new();
@@ -114,10 +116,11 @@ fn serve_one(mut conn: TcpStream, root: &Utf8Path) -> Option<String> {
         "HTTP/1.0 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
         body.len()
     );
+    let code = status.split(' ').next().unwrap_or("");
+    record(format!("{method} {path} {code}"));
     let _ = conn.write_all(head.as_bytes());
     let _ = conn.write_all(&body);
-    let code = status.split(' ').next().unwrap_or("");
-    Some(format!("{method} {path} {code}"))
+    Some(())
 }
 
 /// `/a/b` under `root`, refusing `..` and anything not a plain file.

@@ -88,6 +88,12 @@ fn two_distccd_on_loopback_share_the_jobs_and_compile_for_the_target() {
         let what = String::from_utf8_lossy(&o.stdout);
         assert!(what.contains("Renesas SH"), "{what}");
     }
+    // distccd logs a job once its answer is sent: give the log a moment.
+    let mut waited = 0;
+    while one.compiles().len() + two.compiles().len() < 8 && waited < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
     let (a, b) = (one.compiles(), two.compiles());
     assert_eq!(a.len() + b.len(), 8, "{a:?} {b:?}");
     assert!(
