@@ -59,11 +59,12 @@ fn two_distccd_on_loopback_share_the_jobs_and_compile_for_the_target() {
     let children: Vec<_> = (0..8)
         .map(|i| {
             let src = dir.join(format!("f{i}.c"));
-            std::fs::write(
-                &src,
-                format!("int f{i}(int x) {{ int s = 0; for (int k = 0; k < x; k++) s += k * {i}; return s; }}\n"),
-            )
-            .unwrap();
+            // Big enough that a compile takes a while, so both servers'
+            // single slots are busy at once.
+            let body: String = (0..60)
+                .map(|k| format!("int f{i}_{k}(int x) {{ int s = 0; for (int j = 0; j < x; j++) s += j * {k} ^ (s >> 3); return s; }}\n"))
+                .collect();
+            std::fs::write(&src, body).unwrap();
             Command::new("distcc")
                 .args(["cc", "-O2", "-c", src.as_str(), "-o"])
                 .arg(dir.join(format!("f{i}.o")).as_str())
