@@ -287,6 +287,14 @@ pub fn register(engine: &mut Engine) {
             .collect::<Vec<_>>()
             .join(sep)
     });
+    // The host's clock, in whole seconds since 1970: a guest without a
+    // battery-backed clock learns the time from its kernel command line.
+    engine.register_fn("now", || -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    });
     engine.register_fn("words", |s: &str| -> Array {
         s.split_whitespace()
             .map(|w| Dynamic::from(w.to_string()))
