@@ -7,6 +7,7 @@
 #
 # Usage: bench/dev-environment.sh [ARCH] [JOBS]   (default sh4 2)
 # Needs the native compiler: it builds it first if missing (about an hour).
+# RHBUILD_BUILD_DIR=DIR uses another build directory than build/.
 set -eu
 arch=${1:-sh4}
 jobs=${2:-2}
@@ -17,9 +18,11 @@ rh=${CARGO_TARGET_DIR:-$here/target}/release/rhbuild
 src="--source linux=/usr/src/linux-source-6.1.tar.xz"
 set_native="--set NATIVE_TOOLCHAIN=1 --set SYSIMAGE_TYPE=squashfs"
 unset TOOLCHAIN CROSS_COMPILE
+build=$(realpath -m "${RHBUILD_BUILD_DIR:-build}")
+export RHBUILD_BUILD_DIR=$build
 
 "$rh" run scripts/native-compiler.rhai --arch "$arch" $src >/dev/null
-tarball=$(ls build/"$arch"/native-compiler/src/make-*.tar.gz)
+tarball=$(ls "$build/$arch"/native-compiler/src/make-*.tar.gz)
 name=$(basename "$tarball" .tar.gz)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -37,10 +40,10 @@ EOS
 chmod +x "$work/control/init"
 
 for distcc in 0 1; do
-    rm -f build/"$arch"/hdb.img
+    rm -f "$build/$arch"/hdb.img
     "$rh" run scripts/dev-environment.rhai --arch "$arch" $src $set_native \
         --set DEV_CONTROL="$work/control" --set DISTCC=$distcc --set HDB_MEGS=512 >/dev/null
-    log=build/"$arch"/logs/dev-environment-console.log
+    log="$build/$arch"/logs/dev-environment-console.log
     for phase in extract configure make; do
         secs=$(grep -a "^bench: $phase " "$log" | tail -n 1 | awk '{print $3}')
         eval "t_${distcc}_$phase=$secs"
@@ -50,7 +53,7 @@ done
 
 # Reference: the same package cross-compiled on the host.
 triple=$(sed -n 's/^export const TRIPLE = "\(.*\)";/\1/p' targets/"$arch"/target.rhai)
-tc=$here/build/"$arch"/cross-compiler/bin
+tc="$build/$arch"/cross-compiler/bin
 mkdir "$work/host" && cd "$work/host"
 s=$(date +%s); tar -xzf "$tarball"; e=$(date +%s); echo "host extract: $((e - s)) s"
 cd "$name"
