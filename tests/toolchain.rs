@@ -6,8 +6,8 @@
 //!
 //!     cargo test --release -- --ignored toolchain
 //!
-//! They keep their build directory (target/tmp/toolchain-build) between
-//! runs, so a second run only checks.
+//! They keep their build directory (target/tmp/toolchain-build, or
+//! RHBUILD_BUILD_DIR when set) between runs, so a second run only checks.
 
 use crate::util::require_tool;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -19,8 +19,13 @@ const LINUX_SOURCE: &str = "/usr/src/linux-source-6.1.tar.xz";
 /// One toolchain build at a time: two gcc builds on 2 cores help no one.
 static BUILD: Mutex<()> = Mutex::new(());
 
+/// The long tests' build directory: RHBUILD_BUILD_DIR when set (to reuse
+/// toolchains already built there), else one under target/tmp.
 fn build_dir() -> Utf8PathBuf {
-    Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("toolchain-build")
+    match std::env::var("RHBUILD_BUILD_DIR") {
+        Ok(dir) if !dir.is_empty() => Utf8PathBuf::from(dir),
+        _ => Utf8PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("toolchain-build"),
+    }
 }
 
 /// What the checks need to know about a target.
