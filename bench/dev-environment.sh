@@ -47,7 +47,7 @@ chmod +x "$work/control/init"
 for distcc in 0 1; do
     rm -f "$build/$arch"/hdb.img
     out=$("$rh" run scripts/dev-environment.rhai --arch "$arch" $src $set_native \
-        --set DEV_CONTROL="$work/control" --set DISTCC=$distcc --set HDB_MEGS=512)
+        --set MY_DEV_CONTROL="$work/control" --set DISTCC=$distcc --set HDB_MEGS=512)
     for phase in extract configure make; do
         secs=$(echo "$out" | sed -n "s/^ *phase $phase: \([0-9.]*\) s$/\1/p" | tail -n 1)
         eval "t_${distcc}_$phase=$secs"

@@ -426,7 +426,7 @@ fn toolchain_sh4_dev_environment_sends_compiles_to_the_host() {
             "--set",
             "SYSIMAGE_TYPE=squashfs",
             "--set",
-            &format!("DEV_CONTROL={control}"),
+            &format!("MY_DEV_CONTROL={control}"),
             "--set",
             "HDB_MEGS=256",
         ],
