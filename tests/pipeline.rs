@@ -568,3 +568,104 @@ fn build_all_reports_stage_times_boot_time_sizes_and_logs() {
     );
     assert!(!html.contains("https://") && !html.contains("<script"));
 }
+
+/// A control directory for dev-environment: its `init` (run as /mnt/init).
+fn control_dir(init: &str) -> (tempfile::TempDir, Utf8PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().join("control")).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("init"), init).unwrap();
+    std::fs::set_permissions(dir.join("init"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    (tmp, dir)
+}
+
+/// debugfs's `cat` of one file inside an ext2 image, without mounting it.
+fn ext2_cat(image: &camino::Utf8Path, path: &str) -> String {
+    let o = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat {path}"))
+        .arg(image.as_str())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopback() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    require_tool("distccd", "distcc");
+    require_tool("debugfs", "e2fsprogs");
+    let hdb = build_dir().join("sh4/hdb.img");
+    let _ = std::fs::remove_file(&hdb);
+    let dev = |control: &Utf8PathBuf| {
+        run(rhbuild(&[
+            "run",
+            "scripts/dev-environment.rhai",
+            "--set",
+            "SYSIMAGE_TYPE=squashfs",
+            "--set",
+            "HDB_MEGS=16",
+            "--set",
+            &format!("MY_DEV_CONTROL={control}"),
+        ]))
+    };
+
+    // First run: the control init (a directory outside the project) sees
+    // the distcc servers, writes to /home and fails on purpose.
+    let (_t1, first) = control_dir(
+        "#!/bin/sh\necho \"phase: write\"\necho \"hosts=$DISTCC_HOSTS\"\n\
+         echo from-the-guest > /home/note.txt\ndate +%s > /home/clock.txt\nexit 3\n",
+    );
+    let o = dev(&first);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        o.stderr
+            .contains("the control image's init exited with status 3"),
+        "{}",
+        show(&o)
+    );
+    assert!(o.stdout.contains("created"), "{}", show(&o));
+    assert!(o.stdout.contains("phase write: "), "{}", show(&o));
+    // distccd listened on loopback only, and the guest was told where.
+    assert!(o.stdout.contains("distccd on 127.0.0.1:"), "{}", show(&o));
+    let console =
+        std::fs::read_to_string(build_dir().join("sh4/logs/dev-environment-console.log")).unwrap();
+    assert!(console.contains("hosts=10.0.2.2:3632/"), "{console}");
+    // /home is the ext2 image on the host, readable without root; the
+    // guest's clock came from the host.
+    assert_eq!(ext2_cat(&hdb, "/note.txt").trim(), "from-the-guest");
+    let guest: u64 = ext2_cat(&hdb, "/clock.txt").trim().parse().unwrap();
+    let host = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        guest + 3600 > host && guest < host + 3600,
+        "guest {guest}, host {host}"
+    );
+
+    // Second run: /home is kept; without distcc no server is started and
+    // the guest is told of none.
+    let (_t2, second) =
+        control_dir("#!/bin/sh\necho \"kept=$(cat /home/note.txt) hosts=[$DISTCC_HOSTS]\"\n");
+    let o = run(rhbuild(&[
+        "run",
+        "scripts/dev-environment.rhai",
+        "--set",
+        "SYSIMAGE_TYPE=squashfs",
+        "--set",
+        "DISTCC=0",
+        "--set",
+        &format!("MY_DEV_CONTROL={second}"),
+    ]));
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(!o.stdout.contains("distccd on"), "{}", show(&o));
+    let console =
+        std::fs::read_to_string(build_dir().join("sh4/logs/dev-environment-console.log")).unwrap();
+    assert!(
+        console.contains("kept=from-the-guest hosts=[]"),
+        "{console}"
+    );
+}

@@ -21,7 +21,12 @@ pub struct Args {
     /// Parallel downloads (at most 4).
     #[arg(short = 'j', long)]
     jobs: Option<usize>,
-    #[arg(long, env = "RHBUILD_BUILD_DIR", default_value = "build", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "RHBUILD_BUILD_DIR",
+        default_value = "build",
+        value_name = "DIR"
+    )]
     build_dir: Utf8PathBuf,
     /// A local tarball or directory replacing a package's source: it is not
     /// fetched (and not verified).

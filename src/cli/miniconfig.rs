@@ -23,7 +23,12 @@ pub struct Args {
     /// The kernel source (a tarball or directory; default: the `linux` package's verified source).
     #[arg(long = "source", value_name = "NAME=PATH")]
     source: Vec<String>,
-    #[arg(long, env = "RHBUILD_BUILD_DIR", default_value = "build", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "RHBUILD_BUILD_DIR",
+        default_value = "build",
+        value_name = "DIR"
+    )]
     build_dir: Utf8PathBuf,
 }
 

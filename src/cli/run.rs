@@ -31,7 +31,12 @@ pub struct Args {
     #[arg(short = 'j', long)]
     jobs: Option<usize>,
     /// Where everything a run writes goes.
-    #[arg(long, env = "RHBUILD_BUILD_DIR", default_value = "build", value_name = "DIR")]
+    #[arg(
+        long,
+        env = "RHBUILD_BUILD_DIR",
+        default_value = "build",
+        value_name = "DIR"
+    )]
     build_dir: Utf8PathBuf,
     /// Append one JSON line per stage and package event (start, up-to-date,
     /// done, failed, blocked) and per result a script reports to FILE.
