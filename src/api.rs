@@ -175,6 +175,12 @@ pub fn register(engine: &mut Engine) {
             .insert(p.to_string(), p.to_string());
         Ok(p.to_string())
     });
+    // Whether the airlock's own tools (build/<arch>/host/bin, which the
+    // host-tools stage fills) include NAME: a command run in the airlock
+    // finds it by its bare name.
+    engine.register_fn("in_airlock", |c: &mut Ctx, name: &str| {
+        !name.contains('/') && c.run.arch_dir().join("host/bin").join(name).exists()
+    });
     engine.register_fn("fetch", |c: &mut Ctx, names: Array| -> RhaiResult<()> {
         let names = strings(&names, "fetch's package list")?;
         lift(c.fetch(&names))
