@@ -6,13 +6,21 @@
 //!
 //! Invariants:
 //! - the child sees exactly `PATH`, `LANG=C`, `LC_ALL=C`, `HOME` and the
-//!   variables the caller names; nothing of the host's environment;
+//!   variables the caller names; nothing of the host's environment; a
+//!   command cannot set `PATH` itself;
+//! - a program named by path runs only from beneath the build directory or
+//!   the project (resolved by the kernel, links included); host programs
+//!   come only through the allow-list in `PATH`;
+//! - with a `sandbox`, the command runs inside it (see `sandbox`): writes
+//!   confined to the build directory, no network, nothing left running;
 //! - stdin is `/dev/null`; stdout and stderr go to the package's log (which is
 //!   only ever appended to), each command preceded by a `$ command` header;
 //! - the child runs in a process group of its own; when it exits, or when the
 //!   interrupt flag is set, nothing it started is left running.
 
+use crate::confine::AccessPolicy;
 use crate::interrupt::{self, Interrupt};
+use crate::sandbox::Sandbox;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -20,6 +28,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often a waiting airlock looks at the interrupt flag.
@@ -42,6 +51,12 @@ pub struct Airlock {
     /// Checked while a command runs; when set, the command's whole process
     /// group is killed.
     pub interrupt: Interrupt,
+    /// The kernel-enforced sandbox commands run in (`None`: none, for
+    /// library use and tests of the airlock alone).
+    pub sandbox: Option<Arc<Sandbox>>,
+    /// Where programs named by path may come from (the build directory and
+    /// the project) and where logs are written (`None`: anywhere).
+    pub policy: Option<Arc<AccessPolicy>>,
 }
 
 /// One command to run in the airlock.
@@ -75,6 +90,27 @@ pub enum RunError {
 
     #[error("package `{package}` gave an empty command; expected at least a program name")]
     EmptyCommand { package: String },
+
+    #[error(
+        "`{program}` is named by path for package `{package}`, but it is not beneath the build directory or the project ({why}); run host programs by their bare name (the host-tools allow-list), or build them"
+    )]
+    NotAllowed {
+        program: String,
+        package: String,
+        why: String,
+    },
+
+    #[error(
+        "package `{package}` sets `PATH` for `{command}`; the airlock's PATH is fixed (its host tools, the cross compiler): add the program to the host-tools list instead"
+    )]
+    PathOverride { package: String, command: String },
+
+    #[error("cannot sandbox `{command}` for package `{package}`: {message}")]
+    Sandbox {
+        package: String,
+        command: String,
+        message: String,
+    },
 
     #[error("could not start `{command}` for package `{package}` in {cwd}: {source}")]
     Spawn {
@@ -207,6 +243,33 @@ impl Airlock {
         }
     }
 
+    /// A program named by path: its directory is resolved by the kernel
+    /// beneath the build directory or the project, and the file must be
+    /// there. A link there may lead to a host program: that is how the
+    /// host-tools allow-list works (links in `build/<arch>/host/bin`), and
+    /// the compiler wrapper is a link to rhbuild itself. Returns the path
+    /// to execute, or why it is refused.
+    fn program_by_path(&self, path: &Utf8Path) -> Result<Utf8PathBuf, String> {
+        let Some(policy) = &self.policy else {
+            return Ok(path.to_owned());
+        };
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err("it names no file".to_string());
+        };
+        for root in [policy.build(), policy.project()] {
+            if let Some(rel) = root.relative(parent) {
+                let dir = root.real_path(&rel).map_err(|e| e.to_string())?;
+                let rel_file = rel.join(name);
+                return match root.exists(&rel_file) {
+                    Ok(true) => Ok(dir.join(name)),
+                    Ok(false) => Err("it does not exist".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+            }
+        }
+        Err("it lies elsewhere".to_string())
+    }
+
     /// The complete environment a command gets.
     pub fn environment(&self, cmd: &Command) -> BTreeMap<String, String> {
         let mut env = BTreeMap::new();
@@ -225,6 +288,9 @@ impl Airlock {
         let program = cmd.argv.first().ok_or_else(|| RunError::EmptyCommand {
             package: package.clone(),
         })?;
+        if cmd.env.contains_key("PATH") {
+            return Err(RunError::PathOverride { package, command });
+        }
         let resolved = self
             .resolve(program, &cmd.cwd)
             .ok_or_else(|| RunError::NotFound {
@@ -236,19 +302,41 @@ impl Airlock {
                     self.path_var()
                 },
             })?;
+        let resolved = if program.contains('/') {
+            self.program_by_path(&resolved)
+                .map_err(|why| RunError::NotAllowed {
+                    program: program.clone(),
+                    package: package.clone(),
+                    why,
+                })?
+        } else {
+            resolved
+        };
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.status().map_err(|message| RunError::Sandbox {
+                package: package.clone(),
+                command: command.clone(),
+                message,
+            })?;
+        }
 
         let log_error = |source| RunError::Log {
             package: package.clone(),
             log: cmd.log.clone(),
             source,
         };
-        let mut log = open_log(&cmd.log).map_err(log_error)?;
+        let mut log = self.open_log(&cmd.log).map_err(log_error)?;
         writeln!(log, "$ {command}    # in {}", cmd.cwd).map_err(log_error)?;
 
-        let mut child_cmd = std::process::Command::new(resolved.as_std_path());
+        let mut child_cmd = match &self.sandbox {
+            Some(sandbox) => sandbox.command(program, &resolved, &cmd.argv[1..]),
+            None => {
+                let mut c = std::process::Command::new(resolved.as_std_path());
+                c.arg0(program).args(&cmd.argv[1..]);
+                c
+            }
+        };
         child_cmd
-            .arg0(program)
-            .args(&cmd.argv[1..])
             .current_dir(&cmd.cwd)
             .env_clear()
             .envs(self.environment(cmd))
@@ -306,11 +394,23 @@ impl Airlock {
     }
 }
 
-fn open_log(path: &Utf8Path) -> io::Result<File> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
-        fs::create_dir_all(parent)?;
+impl Airlock {
+    /// Open a log for appending: beneath the build directory through the
+    /// access policy (never through a link), elsewhere as given.
+    fn open_log(&self, path: &Utf8Path) -> io::Result<File> {
+        if let Some(policy) = &self.policy
+            && let Some(rel) = policy.build().relative(path)
+        {
+            if let Some(parent) = rel.parent() {
+                policy.build().mkdir_all(parent)?;
+            }
+            return policy.build().append_file(&rel);
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
+        OpenOptions::new().create(true).append(true).open(path)
     }
-    OpenOptions::new().create(true).append(true).open(path)
 }
 
 enum Waited {
@@ -539,7 +639,7 @@ mod tests {
         let airlock = Airlock {
             path: vec!["/b/host/bin".into(), "/cross/bin".into()],
             env: [("CC".to_string(), "sh4-gcc".to_string())].into(),
-            interrupt: Interrupt::new(),
+            ..Airlock::default()
         };
         let cmd = Command {
             argv: vec!["make".into()],

@@ -6,7 +6,7 @@
 
 use crate::stage::{Ctx, PrimResult};
 use camino::{Utf8Path, Utf8PathBuf};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Position};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -215,20 +215,13 @@ pub fn register(engine: &mut Engine) {
         serde_json::to_string_pretty(&dynamic_to_json(&v)).unwrap_or_default()
     });
     engine.register_fn("file_size", |c: &mut Ctx, p: &str| -> RhaiResult<i64> {
-        let p = lift(c.readable(p))?;
-        std::fs::metadata(&p)
-            .map(|m| m.len() as i64)
-            .map_err(|e| fail(format!("cannot read the size of `{p}`: {e}")))
+        lift(c.file_size(p).map(|n| n as i64))
     });
     engine.register_fn("list", |c: &mut Ctx, p: &str| -> RhaiResult<Array> {
-        let p = lift(c.readable(p))?;
-        let rd = std::fs::read_dir(&p).map_err(|e| fail(format!("cannot list `{p}`: {e}")))?;
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().to_string())
-            .collect();
-        names.sort();
-        Ok(names.into_iter().map(Dynamic::from).collect())
+        lift(
+            c.list_dir(p)
+                .map(|names| names.into_iter().map(Dynamic::from).collect()),
+        )
     });
     engine.register_fn("source", |c: &mut Ctx| {
         lift(c.source().map(|p| p.to_string()))
@@ -249,7 +242,7 @@ pub fn register(engine: &mut Engine) {
         }))
     });
     engine.register_fn("dir", |c: &mut Ctx, p: &str| -> RhaiResult<Dir> {
-        let path = lift(c.readable(p))?;
+        let path = lift(c.directory(p))?;
         Ok(Dir {
             ctx: c.clone(),
             path,
@@ -307,68 +300,26 @@ pub fn register(engine: &mut Engine) {
             .collect()
     });
 
-    // --- ctx: files (writes only inside the build directory)
-    engine.register_fn("exists", |c: &mut Ctx, p: &str| {
-        let p = crate::project::absolute(Utf8Path::new(p));
-        let _ = c;
-        p.symlink_metadata().is_ok()
-    });
-    engine.register_fn("mkdir", |c: &mut Ctx, p: &str| -> RhaiResult<()> {
-        let p = lift(c.writable(p))?;
-        std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))
-    });
+    // --- ctx: files (through the access policy: see ctx_fs)
+    engine.register_fn("exists", |c: &mut Ctx, p: &str| lift(c.exists(p)));
+    engine.register_fn("mkdir", |c: &mut Ctx, p: &str| lift(c.make_dir(p)));
     engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str| {
-        write_file(c, p, text, None)
+        lift(c.write_text(p, text, None))
     });
     engine.register_fn("write", |c: &mut Ctx, p: &str, text: &str, mode: i64| {
-        write_file(c, p, text, Some(mode))
+        lift(c.write_text(p, text, Some(mode as u32)))
     });
-    engine.register_fn("read", |c: &mut Ctx, p: &str| -> RhaiResult<String> {
-        let p = lift(c.readable(p))?;
-        std::fs::read_to_string(&p).map_err(|e| fail(format!("cannot read `{p}`: {e}")))
+    engine.register_fn("read", |c: &mut Ctx, p: &str| lift(c.read_text(p)));
+    engine.register_fn("symlink", |c: &mut Ctx, target: &str, link: &str| {
+        lift(c.make_symlink(target, link))
     });
-    engine.register_fn(
-        "symlink",
-        |c: &mut Ctx, target: &str, link: &str| -> RhaiResult<()> {
-            let link = lift(c.writable(link))?;
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(target, &link).map_err(|e| {
-                fail(format!(
-                    "cannot create the link `{link}` -> `{target}`: {e}"
-                ))
-            })
-        },
-    );
-    engine.register_fn(
-        "copy",
-        |c: &mut Ctx, from: &str, to: &str| -> RhaiResult<()> {
-            let from = lift(c.readable(from))?;
-            let to = lift(c.writable(to))?;
-            copy_into(&from, &to)
-        },
-    );
-    engine.register_fn(
-        "chmod",
-        |c: &mut Ctx, p: &str, mode: i64| -> RhaiResult<()> {
-            use std::os::unix::fs::PermissionsExt;
-            let p = lift(c.writable(p))?;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode as u32))
-                .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))
-        },
-    );
-    engine.register_fn("remove", |c: &mut Ctx, p: &str| -> RhaiResult<()> {
-        let p = lift(c.writable(p))?;
-        let r = if p.is_dir() && !p.is_symlink() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        match r {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(fail(format!("cannot remove `{p}`: {e}"))),
-        }
+    engine.register_fn("copy", |c: &mut Ctx, from: &str, to: &str| {
+        lift(c.copy_path(from, to))
     });
+    engine.register_fn("chmod", |c: &mut Ctx, p: &str, mode: i64| {
+        lift(c.change_mode(p, mode as u32))
+    });
+    engine.register_fn("remove", |c: &mut Ctx, p: &str| lift(c.remove_path(p)));
     engine.register_fn("fail", |_c: &mut Ctx, msg: &str| -> RhaiResult<()> {
         Err(fail(msg.to_string()))
     });
@@ -390,7 +341,7 @@ pub fn register(engine: &mut Engine) {
     });
     engine.register_fn("to_string", |d: &mut Dir| d.path.to_string());
     engine.register_fn("exists", |d: &mut Dir, rel: &str| {
-        d.path.join(rel).symlink_metadata().is_ok()
+        lift(d.ctx.exists(d.path.join(rel).as_str()))
     });
     engine.register_fn("run", |d: &mut Dir, argv: Array| -> RhaiResult<()> {
         let argv = strings(&argv, "the command")?;
@@ -428,7 +379,7 @@ pub fn register(engine: &mut Engine) {
     );
     engine.register_fn("dir", |d: &mut Dir, rel: &str| -> RhaiResult<Dir> {
         let p = d.path.join(rel);
-        std::fs::create_dir_all(&p).map_err(|e| fail(format!("cannot create `{p}`: {e}")))?;
+        lift(d.ctx.make_dir(p.as_str()))?;
         Ok(Dir {
             ctx: d.ctx.clone(),
             path: p,
@@ -436,19 +387,20 @@ pub fn register(engine: &mut Engine) {
     });
 
     // --- kconfig
-    let mut kconfig = Module::new();
-    kconfig.set_native_fn("set", |path: &str, symbols: Map| -> RhaiResult<()> {
-        lift(kconfig_set(Utf8Path::new(path), &symbols))
-    });
-    kconfig.set_native_fn("get", |path: &str, symbol: &str| -> RhaiResult<Dynamic> {
-        let cfg = crate::kconfig::DotConfig::parse_file(Utf8Path::new(path))
-            .map_err(|e| fail(format!("{e}")))?;
-        Ok(cfg
-            .get(symbol.trim_start_matches("CONFIG_"))
-            .map(|v| Dynamic::from(v.to_string()))
-            .unwrap_or(Dynamic::UNIT))
-    });
-    engine.register_static_module("kconfig", kconfig.into());
+    engine.register_fn(
+        "kconfig_set",
+        |d: &mut Dir, rel: &str, symbols: Map| -> RhaiResult<()> {
+            let symbols = kconfig_values(&symbols)?;
+            lift(d.ctx.kconfig_set(d.path.join(rel).as_str(), &symbols))
+        },
+    );
+    engine.register_fn(
+        "kconfig_get",
+        |d: &mut Dir, rel: &str, symbol: &str| -> RhaiResult<Dynamic> {
+            let v = lift(d.ctx.kconfig_get(d.path.join(rel).as_str(), symbol))?;
+            Ok(v.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+        },
+    );
     engine.register_fn(
         "allnoconfig",
         |d: &mut Dir, minis: Array, make_args: Array| -> RhaiResult<()> {
@@ -623,117 +575,29 @@ pub fn register(engine: &mut Engine) {
     });
 }
 
-fn write_file(c: &mut Ctx, p: &str, text: &str, mode: Option<i64>) -> RhaiResult<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let p = lift(c.writable(p))?;
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
-    }
-    std::fs::write(&p, text).map_err(|e| fail(format!("cannot write `{p}`: {e}")))?;
-    if let Some(m) = mode {
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m as u32))
-            .map_err(|e| fail(format!("cannot chmod `{p}`: {e}")))?;
-    }
-    Ok(())
-}
-
-/// Copy a file or a tree. Copying a directory onto an existing directory
-/// merges its contents (as an overlay does), following directory links
-/// already in the destination (a root filesystem's `etc -> usr/etc`).
-fn copy_into(from: &Utf8Path, to: &Utf8Path) -> RhaiResult<()> {
-    if let Some(parent) = to.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| fail(format!("cannot create `{parent}`: {e}")))?;
-    }
-    if from.is_dir() && to.is_dir() {
-        return merge_tree(from, to).map_err(fail);
-    }
-    lift(crate::stage::copy_tree(from, to))
-}
-
-fn merge_tree(from: &Utf8Path, to: &Utf8Path) -> PrimResult<()> {
-    let entries = std::fs::read_dir(from).map_err(|e| format!("cannot read `{from}`: {e}"))?;
-    for e in entries {
-        let e = e.map_err(|e| format!("cannot read `{from}`: {e}"))?;
-        let name = e.file_name();
-        let src = from.join(name.to_string_lossy().as_ref());
-        let dst = to.join(name.to_string_lossy().as_ref());
-        let meta =
-            std::fs::symlink_metadata(&src).map_err(|e| format!("cannot read `{src}`: {e}"))?;
-        if meta.is_dir() {
-            std::fs::create_dir_all(&dst).map_err(|e| format!("cannot create `{dst}`: {e}"))?;
-            merge_tree(&src, &dst)?;
-        } else if meta.file_type().is_symlink() {
-            let target =
-                std::fs::read_link(&src).map_err(|e| format!("cannot read `{src}`: {e}"))?;
-            let _ = std::fs::remove_file(&dst);
-            std::os::unix::fs::symlink(&target, &dst)
-                .map_err(|e| format!("cannot create the link `{dst}`: {e}"))?;
-        } else {
-            let _ = std::fs::remove_file(&dst);
-            std::fs::copy(&src, &dst)
-                .map_err(|e| format!("cannot copy `{src}` to `{dst}`: {e}"))?;
-        }
-    }
-    Ok(())
-}
-
-/// Set symbols in a `.config`: `true` -> y, `false` -> "is not set",
-/// strings and numbers as values. Symbols not yet present are appended.
-fn kconfig_set(path: &Utf8Path, symbols: &Map) -> PrimResult<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in symbols {
-        let sym = k.trim_start_matches("CONFIG_").to_string();
-        let line = if v.is_bool() {
-            if v.as_bool().unwrap_or(false) {
-                format!("CONFIG_{sym}=y")
-            } else {
-                format!("# CONFIG_{sym} is not set")
-            }
-        } else if v.is_int() {
-            format!("CONFIG_{sym}={v}")
-        } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
-            if s == "y" || s == "m" || s == "n" {
-                if s == "n" {
-                    format!("# CONFIG_{sym} is not set")
-                } else {
-                    format!("CONFIG_{sym}={s}")
+/// A script's symbol map as kconfig values.
+fn kconfig_values(symbols: &Map) -> RhaiResult<Vec<(String, crate::kconfig::Value)>> {
+    use crate::kconfig::Value;
+    symbols
+        .iter()
+        .map(|(k, v)| {
+            let value = if let Some(b) = v.clone().try_cast::<bool>() {
+                Value::Bool(b)
+            } else if let Some(i) = v.clone().try_cast::<i64>() {
+                Value::Int(i)
+            } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
+                match s.as_str() {
+                    "y" | "m" | "n" => Value::Tristate(s.chars().next().unwrap_or('n')),
+                    _ => Value::Text(s.to_string()),
                 }
             } else {
-                format!(
-                    "CONFIG_{sym}=\"{}\"",
-                    s.replace('\\', "\\\\").replace('"', "\\\"")
-                )
-            }
-        } else {
-            return Err(format!(
-                "kconfig::set: `{k}` must be true, false, a number or a string"
-            ));
-        };
-        wanted.insert(sym, line);
-    }
-    let mut out = String::with_capacity(text.len());
-    for l in text.lines() {
-        let sym = l
-            .strip_prefix("CONFIG_")
-            .and_then(|r| r.split('=').next())
-            .or_else(|| {
-                l.strip_prefix("# CONFIG_")
-                    .and_then(|r| r.strip_suffix(" is not set"))
-            });
-        match sym.and_then(|s| wanted.remove(s)) {
-            Some(newline) => out.push_str(&newline),
-            None => out.push_str(l),
-        }
-        out.push('\n');
-    }
-    for (_, l) in wanted {
-        out.push_str(&l);
-        out.push('\n');
-    }
-    std::fs::write(path, out).map_err(|e| format!("cannot write `{path}`: {e}"))
+                return Err(fail(format!(
+                    "kconfig_set: `{k}` must be true, false, a number or a string"
+                )));
+            };
+            Ok((k.to_string(), value))
+        })
+        .collect()
 }
 
 /// `make allnoconfig KCONFIG_ALLCONFIG=<merged miniconfigs>` in a directory

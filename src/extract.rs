@@ -6,33 +6,48 @@
 //!
 //! - `dest` appears only complete: entries go into a sibling staging
 //!   directory that is renamed into place when everything succeeded, and is
-//!   removed on any error.
-//! - Nothing is ever written outside the staging directory: entries with
-//!   absolute paths or `..` components, symbolic links whose target resolves
-//!   outside (following the archive's other links, as the kernel would), hard
-//!   links to paths outside, device nodes and fifos are refused, naming the
-//!   entry and the archive. No entry is ever written through a symbolic link:
-//!   links are created only after every other entry, and an entry lying under
-//!   a link of the archive is refused.
-//! - File modes (permission bits, without set-id bits) and modification times
-//!   are kept; owners are not.
+//!   removed on any error, interrupt or exceeded limit.
+//! - Nothing is ever written outside the staging directory, by
+//!   construction: every entry is created relative to the staging
+//!   directory's descriptor, its parent resolved by the kernel with
+//!   `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, so no `..` and no link (the
+//!   archive's own, made by an earlier entry, or any other) is ever
+//!   followed on the way; the entry itself is created without following a
+//!   link. Entries with absolute paths or `..`, entries under a link of the
+//!   archive, hard links to paths outside, device nodes and fifos are
+//!   refused, naming the entry and the archive.
+//! - No link escapes: at the end, every symbolic link of the archive is
+//!   resolved through the archive's other links, as the kernel would, from
+//!   where it really lies (its parents are real directories, see above);
+//!   one that leads outside the destination fails the whole extraction.
+//! - Bounded: `Limits` caps the bytes unpacked (in all, and relative to the
+//!   archive's size) and the number of entries; past a cap, the extraction
+//!   stops and nothing is left.
+//! - File modes (permission bits and the sticky bit, without set-id bits)
+//!   and modification times are kept; owners are not.
 //!
 //! Decompression runs on a thread of its own, feeding the thread that parses
 //! the tar stream and writes files, like `tar xJf` piping from `xz -d`.
+//!
+//! Tests: `tests/extract.rs` (each refused entry kind, built by the test),
+//! the property test in `tests/properties.rs` (random archives of files,
+//! directories and link chains: nothing lands outside), `tests/faults.rs`.
 
+use crate::confine::Root;
+use crate::interrupt::Interrupt;
 use camino::{Utf8Path, Utf8PathBuf};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 use std::collections::{HashMap, HashSet};
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, SystemTime};
 
 /// The compression wrapped around a tar stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +95,39 @@ fn compression_of(magic: &[u8]) -> Compression {
     }
 }
 
+/// Caps on what one archive may unpack to. The defaults are generous for
+/// source trees (Linux 6.1 is 1.3 GB in 80,000 entries, at 10 times its
+/// .tar.xz) and stop a bomb early: a gigabyte of zeros compresses a
+/// thousandfold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of file contents in all.
+    pub max_bytes: u64,
+    /// Entries (files, directories, links).
+    pub max_entries: u64,
+    /// Bytes unpacked per byte of archive, past a first 64 MiB.
+    pub max_ratio: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 8 << 30,
+            max_entries: 1_000_000,
+            max_ratio: 100,
+        }
+    }
+}
+
+/// How to extract.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub limits: Limits,
+    /// Checked between entries and chunks; when set, the extraction stops
+    /// and leaves nothing.
+    pub interrupt: Option<Interrupt>,
+}
+
 /// Why an extraction failed. Whatever the variant, `dest` does not exist
 /// afterwards (unless it existed before, see `DestExists`) and nothing was
 /// written outside it.
@@ -98,6 +146,21 @@ pub enum ExtractError {
         dest: Utf8PathBuf,
         entry: String,
         reason: String,
+    },
+    #[error(
+        "refusing to extract `{archive}`: it unpacks to more than {what} (at entry `{entry}`); `{dest}` was not created. If the archive is genuine, raise the limit ({setting})"
+    )]
+    TooBig {
+        archive: Utf8PathBuf,
+        dest: Utf8PathBuf,
+        entry: String,
+        what: String,
+        setting: &'static str,
+    },
+    #[error("extracting `{archive}` was interrupted; `{dest}` was not created")]
+    Interrupted {
+        archive: Utf8PathBuf,
+        dest: Utf8PathBuf,
     },
     #[error(
         "cannot read `{archive}` ({compression}) as a tarball: {source} (is the file complete? fetch it again); `{dest}` was not created"
@@ -142,59 +205,105 @@ impl ExtractError {
 
 /// Unpack `archive` (.tar, .tar.gz, .tar.bz2, .tar.xz or .tar.zst, told by
 /// its magic bytes) into `dest`, which must not exist; its parent is created
-/// if needed.
+/// if needed. The default limits, no interrupt.
 ///
 /// When every entry lies under one top-level directory (as
 /// `busybox-1.35.0/...`), that directory's contents become `dest`; otherwise
 /// the archive's top level is `dest`.
-///
-/// `dest` exists afterwards only if everything succeeded: entries go into
-/// `dest` + `.part-<pid>-<n>`, renamed into place at the end and removed on
-/// any error. Unsafe entries (absolute paths, `..`, links resolving outside
-/// the destination, entries under a symbolic link, device nodes, fifos) are
-/// refused before anything is written for them, and the error names the
-/// entry and the archive.
 pub fn extract(archive: &Utf8Path, dest: &Utf8Path) -> Result<(), ExtractError> {
-    if fs::symlink_metadata(dest).is_ok() {
-        return Err(ExtractError::DestExists {
-            archive: archive.to_owned(),
-            dest: dest.to_owned(),
-        });
-    }
-    let ctx = Ctx {
+    let (parent, name) = match (dest.parent(), dest.file_name()) {
+        (Some(p), Some(n)) => (
+            if p.as_str().is_empty() {
+                Utf8Path::new(".")
+            } else {
+                p
+            },
+            n,
+        ),
+        _ => {
+            return Err(ExtractError::Io {
+                archive: archive.to_owned(),
+                dest: dest.to_owned(),
+                action: "naming",
+                path: dest.to_string(),
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            });
+        }
+    };
+    let root = Root::create(parent).map_err(|source| ExtractError::Io {
         archive: archive.to_owned(),
         dest: dest.to_owned(),
+        action: "creating directory",
+        path: parent.to_string(),
+        source,
+    })?;
+    extract_in(archive, &root, Utf8Path::new(name), &Options::default())
+}
+
+/// Unpack `archive` into `dest` beneath `root` (resolved by the kernel
+/// beneath it; its parent must exist), with `options`' limits and
+/// interrupt. `dest` exists afterwards only if everything succeeded:
+/// entries go into `dest` + `.part-<pid>-<n>`, renamed into place at the
+/// end and removed on any failure.
+pub fn extract_in(
+    archive: &Utf8Path,
+    root: &Root,
+    dest: &Utf8Path,
+    options: &Options,
+) -> Result<(), ExtractError> {
+    let shown = root.join(dest);
+    let ctx = Ctx {
+        archive: archive.to_owned(),
+        dest: shown.clone(),
     };
-    if let Some(parent) = dest.parent().filter(|p| !p.as_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| ctx.io("creating directory", parent, e))?;
+    match root.exists(dest) {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err(ExtractError::DestExists {
+                archive: archive.to_owned(),
+                dest: shown,
+            });
+        }
+        Err(e) => return Err(ctx.io("inspecting", &shown, e)),
     }
     let staging = staging_path(dest);
-    fs::create_dir(&staging).map_err(|e| ctx.io("creating directory", &staging, e))?;
-    let result = extract_into(&ctx, staging.as_std_path());
-    let result = result.and_then(|strip| {
-        let from = match &strip {
-            Some(top) => staging.as_std_path().join(OsStr::from_bytes(top)),
-            None => staging.clone().into_std_path_buf(),
-        };
-        rename_noreplace(&from, dest.as_std_path()).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                ExtractError::DestExists {
-                    archive: archive.to_owned(),
-                    dest: dest.to_owned(),
+    root.mkdir(&staging, 0o700)
+        .map_err(|e| ctx.io("creating directory", root.join(&staging), e))?;
+    let result = root
+        .open_dir(&staging)
+        .map_err(|e| ctx.io("opening", root.join(&staging), e))
+        .and_then(|fd| extract_into(&ctx, fd, options))
+        .and_then(|strip| {
+            let from = match &strip {
+                Some(top) => {
+                    let top = std::str::from_utf8(top).map_err(|_| {
+                        ctx.io(
+                            "naming",
+                            String::from_utf8_lossy(top).into_owned(),
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                "the top directory's name is not UTF-8",
+                            ),
+                        )
+                    })?;
+                    staging.join(top)
                 }
-            } else {
-                ctx.io("renaming into place", &staging, e)
-            }
-        })?;
-        if strip.is_some() {
-            // `dest` is complete already; an empty leftover is harmless.
-            let _ = fs::remove_dir(&staging);
-        }
-        Ok(())
-    });
-    if result.is_err() {
-        remove_tree(staging.as_std_path());
-    }
+                None => staging.clone(),
+            };
+            root.rename_noreplace(&from, dest).map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    ExtractError::DestExists {
+                        archive: archive.to_owned(),
+                        dest: shown.clone(),
+                    }
+                } else {
+                    ctx.io("renaming into place", root.join(&staging), e)
+                }
+            })
+        });
+    // The staging directory is empty (stripped) or gone (renamed) after
+    // success, and holds the partial tree after a failure.
+    let _ = root.remove_all(&staging, None);
     result
 }
 
@@ -216,12 +325,12 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn io(&self, action: &'static str, path: impl AsRef<Path>, source: io::Error) -> ExtractError {
+    fn io(&self, action: &'static str, path: impl fmt::Display, source: io::Error) -> ExtractError {
         ExtractError::Io {
             archive: self.archive.clone(),
             dest: self.dest.clone(),
             action,
-            path: path.as_ref().display().to_string(),
+            path: path.to_string(),
             source,
         }
     }
@@ -254,12 +363,17 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// kernel gives up at 40, so anything it can resolve, we resolve).
 const MAX_LINK_HOPS: usize = 256;
 
-/// Unpack into `staging`; on success returns the single top-level directory
-/// to strip, if any.
-fn extract_into(ctx: &Ctx, staging: &Path) -> Result<Option<Vec<u8>>, ExtractError> {
+/// Unpack into the staging directory `staging`; on success returns the
+/// single top-level directory to strip, if any.
+fn extract_into(
+    ctx: &Ctx,
+    staging: OwnedFd,
+    options: &Options,
+) -> Result<Option<Vec<u8>>, ExtractError> {
     let archive = ctx.archive.as_std_path();
-    let compression = detect(&ctx.archive).map_err(|e| ctx.io("reading", archive, e))?;
-    let file = File::open(archive).map_err(|e| ctx.io("opening", archive, e))?;
+    let compression = detect(&ctx.archive).map_err(|e| ctx.io("reading", &ctx.archive, e))?;
+    let file = File::open(archive).map_err(|e| ctx.io("opening", &ctx.archive, e))?;
+    let archive_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let (reader, decoder): (Box<dyn Read>, Option<Decoder>) = match compression {
         Compression::None => (Box::new(BufReader::with_capacity(CHUNK, file)), None),
         Compression::Zstd => {
@@ -284,17 +398,42 @@ fn extract_into(ctx: &Ctx, staging: &Path) -> Result<Option<Vec<u8>>, ExtractErr
             let stream: Box<dyn Read + Send> = match compression {
                 Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(input)),
                 Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(input)),
-                _ => Box::new(xz2::bufread::XzDecoder::new_multi_decoder(input)),
+                _ => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(input)),
             };
             let (reader, decoder) = Decoder::spawn(Source::Stream(stream));
             (Box::new(reader), Some(decoder))
         }
     };
-    let outcome = Unpacker::new(ctx, staging, compression).run(reader);
+    let budget = Budget::new(&options.limits, archive_len);
+    let outcome =
+        Unpacker::new(ctx, staging, compression, budget, options.interrupt.clone()).run(reader);
     if let Some(decoder) = decoder {
         decoder.join();
     }
     outcome
+}
+
+/// What is left of the limits while unpacking.
+struct Budget {
+    limits: Limits,
+    /// `max_bytes`, or the ratio's cap when that is lower.
+    bytes_cap: u64,
+    bytes: u64,
+    entries: u64,
+}
+
+impl Budget {
+    fn new(limits: &Limits, archive_len: u64) -> Budget {
+        let by_ratio = archive_len
+            .saturating_mul(limits.max_ratio)
+            .saturating_add(64 << 20);
+        Budget {
+            limits: *limits,
+            bytes_cap: limits.max_bytes.min(by_ratio),
+            bytes: 0,
+            entries: 0,
+        }
+    }
 }
 
 /// Where the decompressing thread reads the tar stream from.
@@ -453,22 +592,30 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// A symbolic link of the archive, created only after every other entry.
+/// A symbolic link of the archive (it exists on disk; this is the model
+/// the final check resolves links through).
 struct Link {
     target: Vec<u8>,
-    mtime: u64,
     /// The entry's name as the archive spells it, for messages.
     entry: Vec<u8>,
+}
+
+/// How a parent directory is reached: beneath the staging directory,
+/// through no link at all, never through /proc's magic links.
+fn no_links() -> ResolveFlags {
+    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS
 }
 
 /// Writes the entries of one archive into the staging directory.
 struct Unpacker<'a> {
     ctx: &'a Ctx,
-    root: PathBuf,
+    staging: OwnedFd,
     compression: Compression,
+    budget: Budget,
+    interrupt: Option<Interrupt>,
     /// Relative paths known to be real directories (not links) on disk.
     dirs: HashSet<Vec<u8>>,
-    /// Symbolic links still to create, by relative path.
+    /// Symbolic links on disk, by relative path.
     links: HashMap<Vec<u8>, Link>,
     /// Mode and mtime of directory entries, applied at the end.
     dir_attrs: HashMap<Vec<u8>, (u32, u64)>,
@@ -479,12 +626,33 @@ struct Unpacker<'a> {
     buf: Vec<u8>,
 }
 
+/// The parent of `rel` and its last component (`rel` is normalized: no
+/// empty, `.` or `..` components).
+fn split(rel: &[u8]) -> (&[u8], &[u8]) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&rel[..i], &rel[i + 1..]),
+        None => (&[], rel),
+    }
+}
+
+fn os(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
+}
+
 impl<'a> Unpacker<'a> {
-    fn new(ctx: &'a Ctx, root: &Path, compression: Compression) -> Self {
+    fn new(
+        ctx: &'a Ctx,
+        staging: OwnedFd,
+        compression: Compression,
+        budget: Budget,
+        interrupt: Option<Interrupt>,
+    ) -> Self {
         Unpacker {
             ctx,
-            root: root.to_owned(),
+            staging,
             compression,
+            budget,
+            interrupt,
             dirs: HashSet::new(),
             links: HashMap::new(),
             dir_attrs: HashMap::new(),
@@ -499,16 +667,65 @@ impl<'a> Unpacker<'a> {
         self.ctx.corrupt(self.compression, e)
     }
 
-    fn path(&self, rel: &[u8]) -> PathBuf {
-        self.root.join(OsStr::from_bytes(rel))
+    fn shown(&self, rel: &[u8]) -> String {
+        format!("{}/{}", self.ctx.dest, String::from_utf8_lossy(rel))
     }
 
-    /// Unpack every entry, then create the links and set directory
+    fn interrupted(&self) -> Result<(), ExtractError> {
+        if self.interrupt.as_ref().is_some_and(Interrupt::is_set) {
+            return Err(ExtractError::Interrupted {
+                archive: self.ctx.archive.clone(),
+                dest: self.ctx.dest.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn too_big(&self, raw: &[u8], what: String, setting: &'static str) -> ExtractError {
+        ExtractError::TooBig {
+            archive: self.ctx.archive.clone(),
+            dest: self.ctx.dest.clone(),
+            entry: String::from_utf8_lossy(raw).into_owned(),
+            what,
+            setting,
+        }
+    }
+
+    /// The directory `rel` (a parent), reached by the kernel beneath the
+    /// staging directory through no link at all.
+    fn dir_fd(&self, raw: &[u8], rel: &[u8]) -> Result<OwnedFd, ExtractError> {
+        let p: &[u8] = if rel.is_empty() { b"." } else { rel };
+        loop {
+            match rfs::openat2(
+                &self.staging,
+                os(p),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+                no_links(),
+            ) {
+                Ok(fd) => return Ok(fd),
+                Err(Errno::AGAIN) | Err(Errno::INTR) => continue,
+                Err(Errno::LOOP) | Err(Errno::XDEV) => {
+                    return Err(self.ctx.refuse(
+                        raw,
+                        format!(
+                            "lies under `{}`, which is a symbolic link (entries are never written through links)",
+                            String::from_utf8_lossy(rel)
+                        ),
+                    ));
+                }
+                Err(e) => return Err(self.ctx.io("reaching", self.shown(rel), e.into())),
+            }
+        }
+    }
+
+    /// Unpack every entry, then check the links and set directory
     /// attributes. Returns the top-level directory to strip, if any.
     fn run(mut self, reader: Box<dyn Read>) -> Result<Option<Vec<u8>>, ExtractError> {
         let mut archive = tar::Archive::new(reader);
         let entries = archive.entries().map_err(|e| self.corrupt(e))?;
         for entry in entries {
+            self.interrupted()?;
             let mut entry = entry.map_err(|e| self.corrupt(e))?;
             self.entry(&mut entry)?;
         }
@@ -530,24 +747,33 @@ impl<'a> Unpacker<'a> {
             // The archive's own top (`./`).
             return Ok(());
         }
+        self.budget.entries += 1;
+        if self.budget.entries > self.budget.limits.max_entries {
+            return Err(self.too_big(
+                &raw,
+                format!("{} entries", self.budget.limits.max_entries),
+                "EXTRACT_MAX_ENTRIES",
+            ));
+        }
         self.note_top(&rel);
         self.check_not_under_link(&raw, &rel, "")?;
         let header = entry.header();
-        let mode = header.mode().map_err(|e| self.corrupt(e))? & 0o777;
+        // Permission bits and the sticky bit (a world-writable tmp keeps
+        // 1777); never set-user-id or set-group-id.
+        let mode = header.mode().map_err(|e| self.corrupt(e))? & 0o1777;
         let mtime = header.mtime().map_err(|e| self.corrupt(e))?;
         use tar::EntryType as T;
         match kind {
-            T::Directory => self.directory(&rel, mode, mtime),
-            T::Regular if raw.ends_with(b"/") => self.directory(&rel, mode, mtime),
-            T::Regular | T::Continuous | T::GNUSparse => self.file(entry, &rel, mode, mtime),
+            T::Directory => self.directory(&raw, &rel, mode, mtime),
+            T::Regular if raw.ends_with(b"/") => self.directory(&raw, &rel, mode, mtime),
+            T::Regular | T::Continuous | T::GNUSparse => self.file(entry, &raw, &rel, mode, mtime),
             T::Symlink => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned());
-                let target = target.unwrap_or_default();
-                self.symlink(&raw, &rel, target, mtime)
+                self.symlink(&raw, &rel, target.unwrap_or_default(), mtime)
             }
             T::Link => {
                 let target = entry.link_name_bytes().map(|t| t.into_owned());
-                self.hard_link(&raw, &rel, target.unwrap_or_default(), mtime)
+                self.hard_link(&raw, &rel, target.unwrap_or_default())
             }
             T::Char => Err(self.refuse_special(&raw, "a character device node")),
             T::Block => Err(self.refuse_special(&raw, "a block device node")),
@@ -600,6 +826,9 @@ impl<'a> Unpacker<'a> {
                         },
                     ));
                 }
+                _ if part.contains(&0) => {
+                    return Err(self.ctx.refuse(raw, "has a NUL byte in its name"));
+                }
                 _ => {
                     if !rel.is_empty() {
                         rel.push(b'/');
@@ -621,7 +850,7 @@ impl<'a> Unpacker<'a> {
     }
 
     /// Refuse `rel` when one of its parents is a symbolic link of the
-    /// archive: nothing is ever written through a link.
+    /// archive (the kernel would refuse it too; this names the link).
     fn check_not_under_link(&self, raw: &[u8], rel: &[u8], what: &str) -> Result<(), ExtractError> {
         if self.links.is_empty() {
             return Ok(());
@@ -640,69 +869,85 @@ impl<'a> Unpacker<'a> {
         Ok(())
     }
 
-    /// Create the parent directories of `rel` that do not exist yet.
-    fn make_parent(&mut self, rel: &[u8]) -> Result<(), ExtractError> {
-        let Some(end) = rel.iter().rposition(|&b| b == b'/') else {
-            return Ok(());
-        };
-        if self.dirs.contains(&rel[..end]) {
-            return Ok(());
-        }
-        for (i, &b) in rel.iter().enumerate().take(end + 1) {
-            if (b == b'/' || i == end) && i > 0 {
-                let prefix = &rel[..if b == b'/' { i } else { i + 1 }];
-                if !self.dirs.contains(prefix) {
-                    self.make_dir(prefix)?;
+    /// Create the parent directories of `rel` that do not exist yet and
+    /// return the parent's descriptor.
+    fn make_parent(&mut self, raw: &[u8], rel: &[u8]) -> Result<OwnedFd, ExtractError> {
+        let (parent, _) = split(rel);
+        if !parent.is_empty() && !self.dirs.contains(parent) {
+            let mut end = 0;
+            while end < parent.len() {
+                end = parent[end..]
+                    .iter()
+                    .position(|&b| b == b'/')
+                    .map_or(parent.len(), |i| end + i);
+                let prefix = parent[..end].to_vec();
+                if !self.dirs.contains(&prefix) {
+                    self.make_dir(raw, &prefix)?;
                 }
+                end += 1;
             }
         }
-        Ok(())
+        self.dir_fd(raw, parent)
     }
 
-    /// mkdir `rel`, whose parent exists; an existing directory is fine, an
-    /// existing file is replaced.
-    fn make_dir(&mut self, rel: &[u8]) -> Result<(), ExtractError> {
-        let path = self.path(rel);
-        match fs::create_dir(&path) {
+    /// mkdir `rel`, whose parent exists; an existing directory is fine,
+    /// anything else there is replaced.
+    fn make_dir(&mut self, raw: &[u8], rel: &[u8]) -> Result<(), ExtractError> {
+        let (parent, name) = split(rel);
+        let dir = self.dir_fd(raw, parent)?;
+        match rfs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                let is_dir = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
-                if !is_dir {
-                    self.remove_existing(rel)?;
-                    fs::create_dir(&path)
-                        .map_err(|e| self.ctx.io("creating directory", &path, e))?;
+            Err(Errno::EXIST) => {
+                let st = rfs::statat(&dir, os(name), AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.ctx.io("inspecting", self.shown(rel), e.into()))?;
+                if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                    self.remove_existing(&dir, rel)?;
+                    rfs::mkdirat(&dir, os(name), Mode::from_raw_mode(0o755)).map_err(|e| {
+                        self.ctx.io("creating directory", self.shown(rel), e.into())
+                    })?;
                 }
             }
-            Err(e) => return Err(self.ctx.io("creating directory", &path, e)),
+            Err(e) => return Err(self.ctx.io("creating directory", self.shown(rel), e.into())),
         }
+        self.links.remove(rel);
         self.dirs.insert(rel.to_vec());
         Ok(())
     }
 
-    /// Remove what an earlier entry put at `rel` (a later entry replaces
-    /// it, as with tar). Directories must be empty.
-    fn remove_existing(&mut self, rel: &[u8]) -> Result<(), ExtractError> {
-        let path = self.path(rel);
-        let meta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(self.ctx.io("inspecting", &path, e)),
+    /// Remove what an earlier entry put at `rel` in `dir` (a later entry
+    /// replaces it, as with tar). Directories must be empty.
+    fn remove_existing(&mut self, dir: &OwnedFd, rel: &[u8]) -> Result<(), ExtractError> {
+        let (_, name) = split(rel);
+        let st = match rfs::statat(dir, os(name), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(self.ctx.io("inspecting", self.shown(rel), e.into())),
         };
-        if meta.is_dir() {
-            fs::remove_dir(&path).map_err(|e| self.ctx.io("replacing directory", &path, e))?;
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            rfs::unlinkat(dir, os(name), AtFlags::REMOVEDIR).map_err(|e| {
+                self.ctx
+                    .io("replacing directory", self.shown(rel), e.into())
+            })?;
             self.dirs.remove(rel);
             self.dir_attrs.remove(rel);
         } else {
-            fs::remove_file(&path).map_err(|e| self.ctx.io("replacing", &path, e))?;
+            rfs::unlinkat(dir, os(name), AtFlags::empty())
+                .map_err(|e| self.ctx.io("replacing", self.shown(rel), e.into()))?;
+            self.links.remove(rel);
         }
         Ok(())
     }
 
-    fn directory(&mut self, rel: &[u8], mode: u32, mtime: u64) -> Result<(), ExtractError> {
-        self.make_parent(rel)?;
-        self.links.remove(rel);
+    fn directory(
+        &mut self,
+        raw: &[u8],
+        rel: &[u8],
+        mode: u32,
+        mtime: u64,
+    ) -> Result<(), ExtractError> {
+        self.make_parent(raw, rel)?;
         if !self.dirs.contains(rel) {
-            self.make_dir(rel)?;
+            self.make_dir(raw, rel)?;
         }
         self.dir_attrs.insert(rel.to_vec(), (mode, mtime));
         Ok(())
@@ -711,47 +956,78 @@ impl<'a> Unpacker<'a> {
     fn file(
         &mut self,
         entry: &mut tar::Entry<'_, Box<dyn Read>>,
+        raw: &[u8],
         rel: &[u8],
         mode: u32,
         mtime: u64,
     ) -> Result<(), ExtractError> {
-        self.make_parent(rel)?;
-        self.links.remove(rel);
-        let path = self.path(rel);
-        let open = |path: &Path| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(path)
+        let size = entry.size();
+        if self.budget.bytes.saturating_add(size) > self.budget.bytes_cap {
+            return Err(self.bytes_exceeded(raw));
+        }
+        let dir = self.make_parent(raw, rel)?;
+        let (_, name) = split(rel);
+        let open = |dir: &OwnedFd| {
+            rfs::openat(
+                dir,
+                os(name),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(mode & 0o777),
+            )
         };
-        let mut file = match open(&path) {
+        let fd = match open(&dir) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                self.remove_existing(rel)?;
-                open(&path).map_err(|e| self.ctx.io("creating", &path, e))?
+            Err(Errno::EXIST) => {
+                self.remove_existing(&dir, rel)?;
+                open(&dir).map_err(|e| self.ctx.io("creating", self.shown(rel), e.into()))?
             }
-            Err(e) => return Err(self.ctx.io("creating", &path, e)),
+            Err(e) => return Err(self.ctx.io("creating", self.shown(rel), e.into())),
         };
+        self.links.remove(rel);
+        let mut file = File::from(fd);
         loop {
+            self.interrupted()?;
             let n = read_full(entry, &mut self.buf).map_err(|e| self.corrupt(e))?;
             if n == 0 {
                 break;
             }
+            self.budget.bytes += n as u64;
+            if self.budget.bytes > self.budget.bytes_cap {
+                return Err(self.bytes_exceeded(raw));
+            }
             file.write_all(&self.buf[..n])
-                .map_err(|e| self.ctx.io("writing", &path, e))?;
+                .map_err(|e| self.ctx.io("writing", self.shown(rel), e))?;
             if n < self.buf.len() {
                 break;
             }
         }
-        if mode & self.umask != 0 {
-            file.set_permissions(fs::Permissions::from_mode(mode))
-                .map_err(|e| self.ctx.io("setting the mode of", &path, e))?;
+        if mode & (self.umask | 0o1000) != 0 {
+            rfs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(|e| {
+                self.ctx
+                    .io("setting the mode of", self.shown(rel), e.into())
+            })?;
         }
-        file.set_modified(time_of(mtime))
-            .map_err(|e| self.ctx.io("setting the time of", &path, e))?;
+        rfs::futimens(&file, &times(mtime)).map_err(|e| {
+            self.ctx
+                .io("setting the time of", self.shown(rel), e.into())
+        })?;
         Ok(())
+    }
+
+    fn bytes_exceeded(&self, raw: &[u8]) -> ExtractError {
+        let l = &self.budget.limits;
+        if self.budget.bytes_cap < l.max_bytes {
+            self.too_big(
+                raw,
+                format!(
+                    "{} times its own size plus 64 MiB ({} bytes), which looks like a decompression bomb",
+                    l.max_ratio, self.budget.bytes_cap
+                ),
+                "EXTRACT_MAX_RATIO",
+            )
+        } else {
+            self.too_big(raw, format!("{} bytes", l.max_bytes), "EXTRACT_MAX_BYTES")
+        }
     }
 
     fn symlink(
@@ -766,29 +1042,47 @@ impl<'a> Unpacker<'a> {
                 .ctx
                 .refuse(raw, "is a symbolic link with an empty target"));
         }
+        if target.contains(&0) {
+            return Err(self
+                .ctx
+                .refuse(raw, "is a symbolic link whose target has a NUL byte"));
+        }
+        // Checked now against the links so far (to name the entry early)
+        // and again at the end against all of them.
         if let Err(reason) = resolve(&self.links, rel, &target, 0) {
             return Err(self.ctx.refuse(raw, reason));
         }
-        self.make_parent(rel)?;
+        let dir = self.make_parent(raw, rel)?;
+        let (_, name) = split(rel);
+        match rfs::symlinkat(os(&target), &dir, os(name)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.remove_existing(&dir, rel)?;
+                rfs::symlinkat(os(&target), &dir, os(name)).map_err(|e| {
+                    self.ctx
+                        .io("creating symbolic link", self.shown(rel), e.into())
+                })?;
+            }
+            Err(e) => {
+                return Err(self
+                    .ctx
+                    .io("creating symbolic link", self.shown(rel), e.into()));
+            }
+        }
+        let _ = rfs::utimensat(&dir, os(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW);
+        self.dirs.remove(rel);
         self.dir_attrs.remove(rel);
         self.links.insert(
             rel.to_vec(),
             Link {
                 target,
-                mtime,
                 entry: raw.to_vec(),
             },
         );
         Ok(())
     }
 
-    fn hard_link(
-        &mut self,
-        raw: &[u8],
-        rel: &[u8],
-        target: Vec<u8>,
-        mtime: u64,
-    ) -> Result<(), ExtractError> {
+    fn hard_link(&mut self, raw: &[u8], rel: &[u8], target: Vec<u8>) -> Result<(), ExtractError> {
         let to = self.normalize(raw, &target, true)?;
         if to.is_empty() {
             return Err(self
@@ -802,31 +1096,39 @@ impl<'a> Unpacker<'a> {
         if let Some(link) = self.links.get(&to) {
             // A hard link to a symbolic link is the same symbolic link again.
             let target = link.target.clone();
-            return self.symlink(raw, rel, target, mtime);
+            return self.symlink(raw, rel, target, 0);
         }
-        self.make_parent(rel)?;
-        self.links.remove(rel);
-        let (from, path) = (self.path(&to), self.path(rel));
-        let link = || fs::hard_link(&from, &path);
+        if self.dirs.contains(&to) {
+            return Err(self.ctx.refuse(raw, "is a hard link to a directory"));
+        }
+        let (from_parent, from_name) = split(&to);
+        let from_dir = self.dir_fd(raw, from_parent)?;
+        let dir = self.make_parent(raw, rel)?;
+        let (_, name) = split(rel);
+        let link = || rfs::linkat(&from_dir, os(from_name), &dir, os(name), AtFlags::empty());
         match link() {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                self.remove_existing(rel)?;
-                link().map_err(|e| self.ctx.io("creating hard link", &path, e))
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                self.remove_existing(&dir, rel)?;
+                link().map_err(|e| self.ctx.io("creating hard link", self.shown(rel), e.into()))?;
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.ctx.refuse(
-                raw,
-                format!(
-                    "is a hard link to `{}`, which no earlier entry of the archive created",
-                    String::from_utf8_lossy(&target)
-                ),
-            )),
-            Err(e) => Err(self.ctx.io("creating hard link", &path, e)),
+            Err(Errno::NOENT) => {
+                return Err(self.ctx.refuse(
+                    raw,
+                    format!(
+                        "is a hard link to `{}`, which no earlier entry of the archive created",
+                        String::from_utf8_lossy(&target)
+                    ),
+                ));
+            }
+            Err(e) => return Err(self.ctx.io("creating hard link", self.shown(rel), e.into())),
         }
+        self.links.remove(rel);
+        Ok(())
     }
 
-    /// Check every link against the whole tree, create the links, and set
-    /// directory modes and times. Returns the top-level directory to strip.
+    /// Check every link against the whole tree and set directory modes and
+    /// times. Returns the top-level directory to strip.
     fn finish(mut self) -> Result<Option<Vec<u8>>, ExtractError> {
         let strip = match (&self.top, self.several_tops) {
             (Some(top), false) if self.dirs.contains(top) && !self.links.contains_key(top) => {
@@ -842,43 +1144,43 @@ impl<'a> Unpacker<'a> {
                 return Err(self.ctx.refuse(&link.entry, reason));
             }
         }
-        let links: Vec<(Vec<u8>, Vec<u8>, u64)> = links
-            .into_iter()
-            .map(|(rel, l)| (rel.clone(), l.target.clone(), l.mtime))
-            .collect();
-        for (rel, target, mtime) in links {
-            let path = self.path(&rel);
-            let make = || std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path);
-            match make() {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    self.remove_existing(&rel)?;
-                    make().map_err(|e| self.ctx.io("creating symbolic link", &path, e))?;
-                }
-                Err(e) => return Err(self.ctx.io("creating symbolic link", &path, e)),
-            }
-            set_mtime_nofollow(&path, mtime)
-                .map_err(|e| self.ctx.io("setting the time of", &path, e))?;
-        }
         // Deepest first, so that a directory without search permission does
         // not hide the ones below it.
         let mut dirs: Vec<_> = std::mem::take(&mut self.dir_attrs).into_iter().collect();
         dirs.sort_by(|a, b| b.0.cmp(&a.0));
         for (rel, (mode, mtime)) in dirs {
-            let path = self.path(&rel);
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(|e| self.ctx.io("setting the mode of", &path, e))?;
-            set_mtime_nofollow(&path, mtime)
-                .map_err(|e| self.ctx.io("setting the time of", &path, e))?;
+            self.interrupted()?;
+            let (parent, name) = split(&rel);
+            let dir = self.dir_fd(&rel, parent)?;
+            let fd = rfs::openat(
+                &dir,
+                os(name),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| self.ctx.io("opening", self.shown(&rel), e.into()))?;
+            let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+            rfs::chmod(link.as_str(), Mode::from_raw_mode(mode)).map_err(|e| {
+                self.ctx
+                    .io("setting the mode of", self.shown(&rel), e.into())
+            })?;
+            rfs::utimensat(&dir, os(name), &times(mtime), AtFlags::SYMLINK_NOFOLLOW).map_err(
+                |e| {
+                    self.ctx
+                        .io("setting the time of", self.shown(&rel), e.into())
+                },
+            )?;
         }
+        let _ = self.staging.as_fd();
         Ok(strip)
     }
 }
 
-/// Follow the symbolic link at `rel` (relative to the archive's top) to
-/// `target` through the archive's other links, as the kernel would, and
-/// fail with the reason when it leaves the destination: the top, or the
-/// single top-level directory when `root_len` is 1.
+/// Follow the symbolic link at `rel` (relative to the archive's top, its
+/// parents real directories) to `target` through the archive's other
+/// links, as the kernel would, and fail with the reason when it leaves the
+/// destination: the top, or the single top-level directory when `root_len`
+/// is 1.
 fn resolve(
     links: &HashMap<Vec<u8>, Link>,
     rel: &[u8],
@@ -930,71 +1232,20 @@ fn resolve(
     Ok(())
 }
 
-fn time_of(mtime: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_secs(mtime)
-}
-
-fn set_mtime_nofollow(path: &Path, mtime: u64) -> io::Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let times = [
-        libc::timespec {
-            tv_sec: 0,
-            tv_nsec: libc::UTIME_OMIT,
-        },
-        libc::timespec {
-            tv_sec: mtime.min(i64::MAX as u64) as libc::time_t,
-            tv_nsec: 0,
-        },
-    ];
-    // SAFETY: `c` is a NUL-terminated path and `times` holds two timespecs.
-    let r = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+fn times(mtime: u64) -> rfs::Timestamps {
+    let t = rfs::Timespec {
+        tv_sec: mtime.min(i64::MAX as u64) as _,
+        tv_nsec: 0,
     };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// rename(2) that fails with `AlreadyExists` instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let cf = CString::new(from.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    let ct = CString::new(to.as_os_str().as_bytes()).map_err(io::Error::other)?;
-    // SAFETY: both are NUL-terminated paths.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            cf.as_ptr(),
-            libc::AT_FDCWD,
-            ct.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        // Filesystems without RENAME_NOREPLACE: check, then rename.
-        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
-            if fs::symlink_metadata(to).is_ok() {
-                return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-            }
-            fs::rename(from, to)
-        }
-        _ => Err(e),
+    rfs::Timestamps {
+        last_access: t,
+        last_modification: t,
     }
 }
 
 /// The process umask, read without changing it.
 fn current_umask() -> u32 {
-    fs::read_to_string("/proc/self/status")
+    std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
@@ -1002,24 +1253,4 @@ fn current_umask() -> u32 {
                 .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
         })
         .unwrap_or(0o022)
-}
-
-/// Remove a staging tree, making directories writable and searchable first
-/// if a plain removal fails (an archive may hold read-only directories).
-fn remove_tree(path: &Path) {
-    if fs::remove_dir_all(path).is_ok() {
-        return;
-    }
-    fn open_up(path: &Path) {
-        if fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
-            let _ = fs::set_permissions(path, fs::Permissions::from_mode(0o700));
-            if let Ok(entries) = fs::read_dir(path) {
-                for entry in entries.flatten() {
-                    open_up(&entry.path());
-                }
-            }
-        }
-    }
-    open_up(path);
-    let _ = fs::remove_dir_all(path);
 }

@@ -10,7 +10,7 @@
 //! (`run` for [`make_expander`], `expand` for [`shrink`]), so the caller
 //! decides how commands run (in the airlock, with its cleared environment).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use camino::{Utf8Path, Utf8PathBuf};
@@ -900,5 +900,80 @@ where
                 });
             }
         }
+    }
+}
+
+/// A value `set_symbols` gives a symbol.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    /// `y` (true) or "is not set" (false).
+    Bool(bool),
+    /// `y`, `m` or `n` given as text.
+    Tristate(char),
+    Int(i64),
+    /// A string value, written quoted.
+    Text(String),
+}
+
+/// Set symbols in a `.config` text: changed in place where they appear
+/// (as a value or as "is not set"), appended otherwise.
+pub fn set_symbols(text: &str, symbols: &[(String, Value)]) -> String {
+    let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in symbols {
+        let sym = k.trim_start_matches("CONFIG_").to_string();
+        let line = match v {
+            Value::Bool(true) | Value::Tristate('y') => format!("CONFIG_{sym}=y"),
+            Value::Tristate('m') => format!("CONFIG_{sym}=m"),
+            Value::Bool(false) | Value::Tristate(_) => format!("# CONFIG_{sym} is not set"),
+            Value::Int(i) => format!("CONFIG_{sym}={i}"),
+            Value::Text(s) => format!(
+                "CONFIG_{sym}=\"{}\"",
+                s.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        };
+        wanted.insert(sym, line);
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for l in text.lines() {
+        let sym = l
+            .strip_prefix("CONFIG_")
+            .and_then(|r| r.split('=').next())
+            .or_else(|| {
+                l.strip_prefix("# CONFIG_")
+                    .and_then(|r| r.strip_suffix(" is not set"))
+            });
+        match sym.and_then(|s| wanted.remove(s)) {
+            Some(newline) => out.push_str(&newline),
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    for (_, l) in wanted {
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_symbols_changes_in_place_and_appends() {
+        let text = "CONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"x\"\n";
+        let out = set_symbols(
+            text,
+            &[
+                ("A".into(), Value::Bool(false)),
+                ("CONFIG_B".into(), Value::Tristate('m')),
+                ("C".into(), Value::Text("a\"b".into())),
+                ("D".into(), Value::Int(3)),
+            ],
+        );
+        assert_eq!(
+            out,
+            "# CONFIG_A is not set\nCONFIG_B=m\nCONFIG_C=\"a\\\"b\"\nCONFIG_D=3\n"
+        );
     }
 }

@@ -6,6 +6,7 @@
 //! except `PATH`, never asks questions, and leaves no `.orig` or `.rej`
 //! files behind.
 
+use crate::sandbox::Sandbox;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -128,6 +129,30 @@ pub fn apply_patches(
     patches: &[Utf8PathBuf],
     log: &Utf8Path,
 ) -> Result<(), PatchError> {
+    let fail = |source| PatchError::Log {
+        log: log.to_owned(),
+        source,
+    };
+    if let Some(parent) = log.parent().filter(|p| !p.as_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(fail)?;
+    apply_patches_in(src, patches, &mut file, log, None)
+}
+
+/// `apply_patches` with the log already open (`log_name` names it in
+/// messages) and `patch` run inside `sandbox` when one is given.
+pub fn apply_patches_in(
+    src: &Utf8Path,
+    patches: &[Utf8PathBuf],
+    log: &mut dyn Write,
+    log_name: &Utf8Path,
+    sandbox: Option<&Sandbox>,
+) -> Result<(), PatchError> {
     match fs::metadata(src) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -155,13 +180,14 @@ pub fn apply_patches(
             });
         }
         for dry_run in [true, false] {
-            let (ok, output) =
-                run_patch(src, &absolute, dry_run).map_err(|source| PatchError::ToolMissing {
+            let (ok, output) = run_patch(src, &absolute, dry_run, sandbox).map_err(|source| {
+                PatchError::ToolMissing {
                     patch: patch.clone(),
                     source,
-                })?;
+                }
+            })?;
             if !dry_run || !ok {
-                append_log(log, patch, &output)?;
+                append_log(log, log_name, patch, &output)?;
             }
             if !ok {
                 return Err(PatchError::DoesNotApply {
@@ -179,7 +205,12 @@ pub fn apply_patches(
 
 /// Run `patch -p1` in `src`; returns whether it succeeded, and its output
 /// (standard output and error, interleaved).
-fn run_patch(src: &Utf8Path, patch: &std::path::Path, dry_run: bool) -> io::Result<(bool, String)> {
+fn run_patch(
+    src: &Utf8Path,
+    patch: &std::path::Path,
+    dry_run: bool,
+    sandbox: Option<&Sandbox>,
+) -> io::Result<(bool, String)> {
     let mut args: Vec<std::ffi::OsString> = vec![
         "-p1".into(),
         // Never ask; never take a patch for a reversed one.
@@ -193,7 +224,27 @@ fn run_patch(src: &Utf8Path, patch: &std::path::Path, dry_run: bool) -> io::Resu
         args.push("--dry-run".into());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let out = duct::cmd("patch", args)
+    let (program, args): (std::ffi::OsString, Vec<std::ffi::OsString>) = match sandbox {
+        Some(sandbox) => {
+            let tool = std::env::split_paths(&path)
+                .map(|d| d.join("patch"))
+                .find(|p| p.is_file())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "`patch` is not in PATH"))?;
+            let tool = Utf8PathBuf::from_path_buf(tool)
+                .map_err(|p| io::Error::other(format!("`{}` is not UTF-8", p.display())))?;
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let cmd = sandbox.command("patch", &tool, &args);
+            (
+                cmd.get_program().to_owned(),
+                cmd.get_args().map(|a| a.to_owned()).collect(),
+            )
+        }
+        None => ("patch".into(), args),
+    };
+    let out = duct::cmd(program, args)
         .dir(src)
         .full_env([("PATH", path)])
         .stdin_null()
@@ -207,19 +258,16 @@ fn run_patch(src: &Utf8Path, patch: &std::path::Path, dry_run: bool) -> io::Resu
     ))
 }
 
-fn append_log(log: &Utf8Path, patch: &Utf8Path, output: &str) -> Result<(), PatchError> {
+fn append_log(
+    file: &mut dyn Write,
+    log: &Utf8Path,
+    patch: &Utf8Path,
+    output: &str,
+) -> Result<(), PatchError> {
     let fail = |source| PatchError::Log {
         log: log.to_owned(),
         source,
     };
-    if let Some(parent) = log.parent().filter(|p| !p.as_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(fail)?;
-    }
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(fail)?;
     let mut text = format!("=== patch -p1 < {patch}\n{output}");
     if !text.ends_with('\n') {
         text.push('\n');

@@ -8,11 +8,13 @@
 //! an action (download, run-emulator, smoketest) and always runs.
 
 use crate::airlock::{self, Airlock};
+use crate::confine::AccessPolicy;
 use crate::engine::{ScriptEngine, ScriptError, literal_const};
 use crate::fetch::{FetchOptions, SourceCache};
 use crate::interrupt::Interrupt;
 use crate::manifest::{Inputs, Manifest};
 use crate::package::{self, Package};
+use crate::sandbox::{Level as SandboxLevel, Sandbox};
 use crate::settings::Settings;
 use crate::target::Target;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -33,6 +35,8 @@ pub struct RunConfig {
     pub overrides: BTreeMap<String, Utf8PathBuf>,
     /// `--events FILE`: one JSON line per stage and package event.
     pub events: Option<Utf8PathBuf>,
+    /// `--sandbox`: how strictly build commands are confined.
+    pub sandbox: SandboxLevel,
 }
 
 /// One run: the engine, the target, the settings and what has been done.
@@ -45,6 +49,10 @@ pub struct Run {
     pub overrides: BTreeMap<String, Utf8PathBuf>,
     pub interrupt: Interrupt,
     pub cache: SourceCache,
+    /// Where scripts and the host may read and write (see `confine`).
+    pub policy: Arc<AccessPolicy>,
+    /// The kernel-enforced sandbox of every build command.
+    pub sandbox: Arc<Sandbox>,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
     /// Stages being worked on (cycle detection).
@@ -105,6 +113,13 @@ impl Run {
         );
         let build_dir = crate::project::absolute(&cfg.build_dir);
         let cache = SourceCache::new(build_dir.join("cache"));
+        let user_dirs: Vec<(String, String)> = settings.with_prefix("MY_").into_iter().collect();
+        let policy =
+            AccessPolicy::new(&build_dir, &engine.project.root, &user_dirs).map_err(|e| {
+                ScriptError::Other(format!("cannot use the build directory `{build_dir}`: {e}"))
+            })?;
+        let sandbox = Sandbox::new(cfg.sandbox, vec![build_dir.clone()])
+            .map_err(|e| ScriptError::Other(format!("cannot set up the sandbox: {e}")))?;
         Ok(Arc::new(Run {
             engine,
             target,
@@ -114,6 +129,8 @@ impl Run {
             overrides: cfg.overrides,
             interrupt,
             cache,
+            policy: Arc::new(policy),
+            sandbox: Arc::new(sandbox),
             done: Mutex::new(HashMap::new()),
             active: Mutex::new(Vec::new()),
             packages: Mutex::new(HashMap::new()),
@@ -122,6 +139,16 @@ impl Run {
             events: cfg.events,
             failed_stage: Mutex::new(None),
         }))
+    }
+
+    /// A path the host made beneath the build directory, relative to it.
+    pub fn build_rel(&self, path: &Utf8Path) -> PrimResult<Utf8PathBuf> {
+        self.policy.build().relative(path).ok_or_else(|| {
+            format!(
+                "`{path}` is not beneath the build directory `{}`",
+                self.build_dir
+            )
+        })
     }
 
     /// A snapshot of the environment for `RunConfig::env`.
@@ -209,6 +236,32 @@ impl Run {
             path,
             env,
             interrupt: self.interrupt.clone(),
+            sandbox: Some(self.sandbox.clone()),
+            policy: Some(self.policy.clone()),
+        }
+    }
+
+    /// Extraction's limits (settings EXTRACT_MAX_BYTES, EXTRACT_MAX_ENTRIES,
+    /// EXTRACT_MAX_RATIO) and this run's interrupt.
+    pub fn extract_options(&self) -> crate::extract::Options {
+        let mut limits = crate::extract::Limits::default();
+        let num = |k: &str| {
+            self.settings
+                .get(k)
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if let Some(n) = num("EXTRACT_MAX_BYTES") {
+            limits.max_bytes = n;
+        }
+        if let Some(n) = num("EXTRACT_MAX_ENTRIES") {
+            limits.max_entries = n;
+        }
+        if let Some(n) = num("EXTRACT_MAX_RATIO") {
+            limits.max_ratio = n;
+        }
+        crate::extract::Options {
+            limits,
+            interrupt: Some(self.interrupt.clone()),
         }
     }
 
@@ -642,47 +695,7 @@ impl Ctx {
         self.project_file(&format!("targets/{}/{name}", self.run.target.name))
     }
 
-    /// Paths a script may write: inside the build directory only.
-    pub fn writable(&self, path: &str) -> PrimResult<Utf8PathBuf> {
-        let p = crate::project::absolute(Utf8Path::new(path));
-        if !p.starts_with(&self.run.build_dir) {
-            return Err(format!(
-                "`{path}` is outside the build directory `{}`; scripts write only there",
-                self.run.build_dir
-            ));
-        }
-        Ok(p)
-    }
-
-    /// Paths a script may read: the build directory and the project.
-    pub fn readable(&self, path: &str) -> PrimResult<Utf8PathBuf> {
-        let p = crate::project::absolute(Utf8Path::new(path));
-        if p.starts_with(&self.run.build_dir) {
-            return Ok(p);
-        }
-        // Directories the user named in a MY_* setting (an overlay, a patch
-        // directory) are readable too, and recorded by a stamp of their
-        // contents so that editing them rebuilds.
-        for (_, v) in self.run.settings.with_prefix("MY_") {
-            let dir = crate::project::absolute(Utf8Path::new(&v));
-            if !v.is_empty() && p.starts_with(&dir) {
-                self.record_tree(&dir);
-                return Ok(p);
-            }
-        }
-        if let Ok(rel) = p.strip_prefix(&self.run.engine.project.root) {
-            if p.is_dir() {
-                self.record_tree(&p);
-                return Ok(p);
-            }
-            return self.project_file(rel.as_str());
-        }
-        Err(format!(
-            "`{path}` is outside the build directory, the project and the directories named by MY_* settings; scripts read only there"
-        ))
-    }
-
-    fn record_tree(&self, dir: &Utf8Path) {
+    pub(crate) fn record_tree(&self, dir: &Utf8Path) {
         let stamp = crate::manifest::tree_stamp(dir);
         self.frame
             .inputs
@@ -935,56 +948,71 @@ impl Ctx {
             }
         }
         let key = crate::checksum::sha256_bytes(key_text.as_bytes());
-        let dest = self.run.build_dir.join("src").join(format!(
-            "{}-{}-{}",
-            pkg.name,
-            pkg.version,
-            &key[..12]
-        ));
-        if dest.is_dir() {
+        let build = self.run.policy.build();
+        let dest_rel =
+            Utf8PathBuf::from(format!("src/{}-{}-{}", pkg.name, pkg.version, &key[..12]));
+        let dest = build.join(&dest_rel);
+        if build.kind(&dest_rel).map_err(|e| e.to_string())?
+            == Some(rustix::fs::FileType::Directory)
+        {
             return Ok(dest);
         }
-        let parent = self.run.build_dir.join("src");
-        std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create `{parent}`: {e}"))?;
-        let tmp = parent.join(format!(
-            ".{}-{}.part-{}",
+        build
+            .mkdir_all(Utf8Path::new("src"))
+            .map_err(|e| format!("cannot create `{}`: {e}", build.join(Utf8Path::new("src"))))?;
+        let tmp = Utf8PathBuf::from(format!(
+            "src/.{}-{}.part-{}",
             pkg.name,
             &key[..12],
             std::process::id()
         ));
-        let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| format!("cannot create `{tmp}`: {e}"))?;
+        build
+            .remove_all(&tmp, None)
+            .and_then(|_| build.mkdir(&tmp, 0o755))
+            .map_err(|e| format!("cannot create `{}`: {e}", build.join(&tmp)))?;
         let tree = tmp.join("tree");
+        let options = self.run.extract_options();
         let result = match inner {
-            None => crate::extract::extract(archive, &tree).map_err(|e| format!("{e}")),
+            None => crate::extract::extract_in(archive, build, &tree, &options).map_err(|e| format!("{e}")),
             Some(inner) => {
                 let outer = tmp.join("outer");
-                crate::extract::extract(archive, &outer)
+                crate::extract::extract_in(archive, build, &outer, &options)
                     .map_err(|e| format!("{e}"))
                     .and_then(|_| {
-                        let file = outer.join(inner);
-                        if !file.is_file() {
-                            return Err(format!(
+                        let file = build
+                            .real_path(&outer.join(inner))
+                            .ok()
+                            .filter(|p| p.is_file())
+                            .ok_or_else(|| format!(
                                 "`{archive}` holds no `{inner}` (package `{}`'s `inner`): check the path against `tar tf {archive}`",
                                 pkg.name
-                            ));
-                        }
-                        crate::extract::extract(&file, &tree).map_err(|e| format!("{e}"))
+                            ))?;
+                        crate::extract::extract_in(&file, build, &tree, &options).map_err(|e| format!("{e}"))
                     })
             }
         }
         .and_then(|_| {
-                crate::patch::apply_patches(&tree, &patches, &self.frame.log)
-                    .map_err(|e| format!("{e}"))
-            })
-            .and_then(|_| match std::fs::rename(&tree, &dest) {
-                Ok(()) => Ok(()),
-                // Another run (build-all's next target) got there first
-                // with the same tarball and patches: use its tree.
-                Err(_) if dest.is_dir() => Ok(()),
-                Err(e) => Err(format!("cannot rename `{tree}` to `{dest}`: {e}")),
-            });
-        let _ = std::fs::remove_dir_all(&tmp);
+            let log_rel = self.run.build_rel(&self.frame.log)?;
+            let mut log = build
+                .append_file(&log_rel)
+                .map_err(|e| format!("cannot open the log `{}`: {e}", self.frame.log))?;
+            crate::patch::apply_patches_in(
+                &build.join(&tree),
+                &patches,
+                &mut log,
+                &self.frame.log,
+                Some(&self.run.sandbox),
+            )
+            .map_err(|e| format!("{e}"))
+        })
+        .and_then(|_| match build.rename_noreplace(&tree, &dest_rel) {
+            Ok(()) => Ok(()),
+            // Another run (build-all's next target) got there first
+            // with the same tarball and patches: use its tree.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(format!("cannot rename `{}` to `{dest}`: {e}", build.join(&tree))),
+        });
+        let _ = build.remove_all(&tmp, None);
         result.map(|_| dest)
     }
 
@@ -993,13 +1021,18 @@ impl Ctx {
     pub fn setup(&self) -> PrimResult<Utf8PathBuf> {
         let src = self.source()?;
         let pkg = self.current_package()?;
-        let work = self.run.arch_dir().join("work").join(&pkg.name);
-        if work.exists() {
-            std::fs::remove_dir_all(&work).map_err(|e| format!("cannot remove `{work}`: {e}"))?;
-        }
-        std::fs::create_dir_all(work.parent().unwrap())
-            .map_err(|e| format!("cannot create `{work}`: {e}"))?;
-        copy_tree(&src, &work)?;
+        let work = self.fresh_work_dir(&pkg.name)?;
+        let build = self.run.policy.build();
+        let rel = self.run.build_rel(&work)?;
+        // The source is the cached tree (beneath the build directory) or a
+        // `--source` directory, copied without following its links.
+        let copied = match build.relative(&src) {
+            Some(src_rel) => build.copy_from(build, &src_rel, &rel, Some(&self.run.interrupt)),
+            None => crate::confine::Root::open(&src).and_then(|from| {
+                build.copy_from(&from, Utf8Path::new(""), &rel, Some(&self.run.interrupt))
+            }),
+        };
+        copied.map_err(|e| format!("cannot copy `{src}` to `{work}`: {e}"))?;
         Ok(work)
     }
 
@@ -1008,11 +1041,19 @@ impl Ctx {
         if name.contains('/') || name.starts_with('.') || name.is_empty() {
             return Err(format!("work directory name `{name}` must be a plain name"));
         }
+        self.fresh_work_dir(name)
+    }
+
+    fn fresh_work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
         let work = self.run.arch_dir().join("work").join(name);
-        if work.exists() {
-            std::fs::remove_dir_all(&work).map_err(|e| format!("cannot remove `{work}`: {e}"))?;
-        }
-        std::fs::create_dir_all(&work).map_err(|e| format!("cannot create `{work}`: {e}"))?;
+        let build = self.run.policy.build();
+        let rel = self.run.build_rel(&work)?;
+        build
+            .remove_all(&rel, Some(&self.run.interrupt))
+            .map_err(|e| format!("cannot remove `{work}`: {e}"))?;
+        build
+            .mkdir_all(&rel)
+            .map_err(|e| format!("cannot create `{work}`: {e}"))?;
         Ok(work)
     }
 

@@ -45,6 +45,7 @@ impl Sandbox {
             path: vec![bin],
             env: BTreeMap::new(),
             interrupt: Interrupt::new(),
+            ..Airlock::default()
         }
     }
 

@@ -86,7 +86,7 @@ impl Tarball {
                 e.finish().unwrap()
             }
             Compression::Xz => {
-                let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
                 e.write_all(&tar).unwrap();
                 e.finish().unwrap()
             }

@@ -30,6 +30,9 @@ pub struct Args {
         value_name = "DIR"
     )]
     build_dir: Utf8PathBuf,
+    /// How strictly build commands are confined (see `rhbuild run --help`).
+    #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
+    sandbox: crate::sandbox::Level,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -70,6 +73,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         env: crate::stage::Run::environment(),
         overrides,
         events: None,
+        sandbox: args.sandbox,
     };
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

@@ -44,6 +44,9 @@ pub fn main() -> ExitCode {
     if let Some(code) = crate::ccwrap::dispatch() {
         return code;
     }
+    if let Some(code) = crate::sandbox::dispatch() {
+        return code;
+    }
     if let Some(code) = crate::serve::dispatch() {
         return code;
     }

@@ -38,6 +38,11 @@ pub struct Args {
         value_name = "DIR"
     )]
     build_dir: Utf8PathBuf,
+    /// How strictly build commands are confined: `auto` takes what the
+    /// kernel offers and says what it lacks; `require` fails without all of
+    /// it; `off` runs commands unconfined (said and recorded).
+    #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
+    sandbox: crate::sandbox::Level,
     /// Append one JSON line per stage and package event (start, up-to-date,
     /// done, failed, blocked) and per result a script reports to FILE.
     #[arg(long, value_name = "FILE")]
@@ -99,6 +104,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         env: Run::environment(),
         overrides,
         events: args.events.as_ref().map(|e| crate::project::absolute(e)),
+        sandbox: args.sandbox,
     };
     let interrupt = Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
