@@ -138,8 +138,15 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 /// Check a file against every digest `want` names, reading it once.
 /// `Ok(Err(_))` is a mismatch; the outer error is an I/O failure.
 pub fn verify_file(path: &Utf8Path, want: &Expected) -> std::io::Result<Result<(), Mismatch>> {
-    let f = std::fs::File::open(path)?;
-    let d = hash_reader(f, want.sha1.is_some(), want.sha256.is_some())?;
+    verify_reader(std::fs::File::open(path)?, want)
+}
+
+/// Check what `r` yields against every digest `want` names.
+pub fn verify_reader(
+    r: impl std::io::Read,
+    want: &Expected,
+) -> std::io::Result<Result<(), Mismatch>> {
+    let d = hash_reader(r, want.sha1.is_some(), want.sha256.is_some())?;
     if let Some(e) = &want.sha256
         && !e.eq_ignore_ascii_case(&d.sha256)
     {

@@ -99,6 +99,21 @@ impl Root {
         &self.path
     }
 
+    /// The directory `rel` beneath this root (created if missing) as a
+    /// root of its own.
+    pub fn subdir(&self, rel: &Utf8Path) -> io::Result<Root> {
+        self.mkdir_all(rel)?;
+        let fd = self
+            .open_beneath(rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .map_err(|e| self.err(e, rel, "open"))?;
+        let real = fd_path(&fd).unwrap_or_else(|_| self.join(rel));
+        Ok(Root {
+            fd,
+            path: self.join(rel),
+            real,
+        })
+    }
+
     /// `abs` relative to this root, when it lies lexically beneath the
     /// root's path (as given or without links). The result may still hold
     /// `..` or links: the kernel decides where it leads.

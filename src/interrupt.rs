@@ -51,3 +51,20 @@ pub fn kill_group(pgid: u32) {
         libc::kill(-pgid, libc::SIGKILL);
     }
 }
+
+/// A reader that fails once the interrupt flag is set, so that hashing or
+/// copying a large file stops promptly on Ctrl-C. (The error is not
+/// `ErrorKind::Interrupted`, which readers retry.)
+pub struct Checked<R> {
+    pub inner: R,
+    pub interrupt: Interrupt,
+}
+
+impl<R: std::io::Read> std::io::Read for Checked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.interrupt.is_set() {
+            return Err(std::io::Error::other("interrupted"));
+        }
+        self.inner.read(buf)
+    }
+}

@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod image;
 pub mod interrupt;
 pub mod kconfig;
+pub mod lock;
 pub mod manifest;
 pub mod matrix;
 pub mod package;

@@ -89,18 +89,28 @@ pub struct Manifest {
     pub seconds: f64,
     /// Packages built from sources nobody verified (`--source` overrides).
     pub unverified: Vec<String>,
+    /// What the sandbox enforced for the stage's commands (`None`: none ran).
+    #[serde(default)]
+    pub sandbox: Option<String>,
     pub inputs: Inputs,
 }
 
 impl Manifest {
-    pub fn read(dir: &Utf8Path) -> Option<Manifest> {
-        let text = std::fs::read_to_string(dir.join(FILE)).ok()?;
+    /// The manifest of the output directory `dir` beneath `root`.
+    pub fn read_in(root: &crate::confine::Root, dir: &Utf8Path) -> Option<Manifest> {
+        let text = root.read_to_string(&dir.join(FILE)).ok()?;
         serde_json::from_str(&text).ok()
     }
 
-    pub fn write(&self, dir: &Utf8Path) -> std::io::Result<()> {
+    pub fn write_in(&self, root: &crate::confine::Root, dir: &Utf8Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(dir.join(FILE), text + "\n")
+        root.write_atomic(&dir.join(FILE), (text + "\n").as_bytes(), 0o644)
+    }
+
+    /// The manifest of the output directory `dir` (for tools outside a run).
+    pub fn read(dir: &Utf8Path) -> Option<Manifest> {
+        let text = std::fs::read_to_string(dir.join(FILE)).ok()?;
+        serde_json::from_str(&text).ok()
     }
 }
 

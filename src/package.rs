@@ -11,7 +11,7 @@ use rhai::{Dynamic, Map};
 
 /// Keys a source map may hold.
 const SOURCE_KEYS: &[&str] = &[
-    "url", "mirrors", "debian", "file", "sha1", "sha256", "inner",
+    "url", "mirrors", "debian", "file", "sha1", "sha256", "inner", "size",
 ];
 
 /// A loaded package.
@@ -122,6 +122,10 @@ fn origin_of(m: &Map) -> Origin {
         kind,
         mirrors,
         expected,
+        size: m
+            .get("size")
+            .and_then(|v| v.as_int().ok())
+            .and_then(|n| u64::try_from(n).ok()),
     }
 }
 
@@ -275,6 +279,14 @@ fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
                 "for example `inner: \"gcc-12.2.0-dfsg.tar.xz\"` (the tarball's top directory is left out)".into(),
             )),
         }
+    }
+    if let Some(v) = m.get("size")
+        && v.as_int().map_or(true, |n| n <= 0)
+    {
+        out.push((
+            format!("source {n}: `size` must be a positive number of bytes"),
+            "for example `size: 2481300` (what `stat -c %s FILE` prints)".into(),
+        ));
     }
     let sha1 = text(&m, "sha1");
     let sha256 = text(&m, "sha256");

@@ -167,10 +167,12 @@ impl Sandbox {
         self.status
             .get_or_init(|| {
                 if self.level == Level::Off {
-                    return Ok(Status {
+                    let status = Status {
                         off: true,
                         ..Status::default()
-                    });
+                    };
+                    eprintln!("warning: {} (recorded in each manifest)", status.gaps().join("; "));
+                    return Ok(status);
                 }
                 let out = std::process::Command::new(&self.exe)
                     .args(self.helper_args(true))
@@ -186,11 +188,18 @@ impl Sandbox {
                         String::from_utf8_lossy(&out.stderr).trim()
                     )
                 })?;
-                if self.level == Level::Require && !status.gaps().is_empty() {
+                let gaps = status.gaps();
+                if self.level == Level::Require && !gaps.is_empty() {
                     return Err(format!(
                         "the sandbox cannot be fully enforced on this machine (--sandbox require):\n  - {}\nrun with `--sandbox auto` to build with what the kernel offers",
-                        status.gaps().join("\n  - ")
+                        gaps.join("\n  - ")
                     ));
+                }
+                if !gaps.is_empty() {
+                    eprintln!(
+                        "warning: build commands run in a partial sandbox on this machine (recorded in each manifest):\n  - {}",
+                        gaps.join("\n  - ")
+                    );
                 }
                 Ok(status)
             })
@@ -210,6 +219,11 @@ impl Sandbox {
             args.push("--probe".into());
         }
         args
+    }
+
+    /// The status, when a command already asked for it.
+    pub fn probed(&self) -> Option<Status> {
+        self.status.get().and_then(|r| r.as_ref().ok()).cloned()
     }
 
     /// A command that runs `program` (an absolute path) with `args` inside

@@ -37,6 +37,9 @@ pub struct RunConfig {
     pub events: Option<Utf8PathBuf>,
     /// `--sandbox`: how strictly build commands are confined.
     pub sandbox: SandboxLevel,
+    /// Wait for another run's lock on the build directory (`--no-wait`:
+    /// refuse at once).
+    pub wait_for_lock: bool,
 }
 
 /// One run: the engine, the target, the settings and what has been done.
@@ -53,6 +56,8 @@ pub struct Run {
     pub policy: Arc<AccessPolicy>,
     /// The kernel-enforced sandbox of every build command.
     pub sandbox: Arc<Sandbox>,
+    /// This run's hold on the build directory.
+    _lock: crate::lock::BuildLock,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
     /// Stages being worked on (cycle detection).
@@ -112,12 +117,18 @@ impl Run {
             cfg.cli_settings.clone(),
         );
         let build_dir = crate::project::absolute(&cfg.build_dir);
-        let cache = SourceCache::new(build_dir.join("cache"));
         let user_dirs: Vec<(String, String)> = settings.with_prefix("MY_").into_iter().collect();
         let policy =
             AccessPolicy::new(&build_dir, &engine.project.root, &user_dirs).map_err(|e| {
                 ScriptError::Other(format!("cannot use the build directory `{build_dir}`: {e}"))
             })?;
+        let lock = crate::lock::BuildLock::acquire(policy.build(), cfg.wait_for_lock, &interrupt)
+            .map_err(|e| ScriptError::Other(e.to_string()))?;
+        let cache = policy
+            .build()
+            .subdir(Utf8Path::new("cache"))
+            .map(SourceCache::in_root)
+            .map_err(|e| ScriptError::Other(format!("cannot use the source cache: {e}")))?;
         let sandbox = Sandbox::new(cfg.sandbox, vec![build_dir.clone()])
             .map_err(|e| ScriptError::Other(format!("cannot set up the sandbox: {e}")))?;
         Ok(Arc::new(Run {
@@ -131,6 +142,7 @@ impl Run {
             cache,
             policy: Arc::new(policy),
             sandbox: Arc::new(sandbox),
+            _lock: lock,
             done: Mutex::new(HashMap::new()),
             active: Mutex::new(Vec::new()),
             packages: Mutex::new(HashMap::new()),
@@ -139,6 +151,28 @@ impl Run {
             events: cfg.events,
             failed_stage: Mutex::new(None),
         }))
+    }
+
+    /// `mkdir -p` of a directory the host names beneath the build directory.
+    pub fn make_build_dir(&self, path: &Utf8Path) -> Result<(), ScriptError> {
+        let rel = self.build_rel(path).map_err(ScriptError::Other)?;
+        self.policy
+            .build()
+            .mkdir_all(&rel)
+            .map_err(|e| ScriptError::Other(format!("cannot create `{path}`: {e}")))
+    }
+
+    /// Empty a log beneath the build directory (a link there is replaced).
+    pub fn truncate_log(&self, log: &Utf8Path) -> Result<(), ScriptError> {
+        let rel = self.build_rel(log).map_err(ScriptError::Other)?;
+        if let Some(parent) = rel.parent() {
+            let _ = self.policy.build().mkdir_all(parent);
+        }
+        self.policy
+            .build()
+            .create_file(&rel, 0o644)
+            .map(drop)
+            .map_err(|e| ScriptError::Other(format!("cannot write the log `{log}`: {e}")))
     }
 
     /// A path the host made beneath the build directory, relative to it.
@@ -265,8 +299,11 @@ impl Run {
         }
     }
 
+    /// How downloads go: PREFERRED_MIRROR, FETCH_DEADLINE (seconds per
+    /// file) and FETCH_MAX_BYTES (for origins without a `size`).
     pub fn fetch_options(&self) -> FetchOptions {
         use std::io::IsTerminal;
+        let defaults = FetchOptions::default();
         FetchOptions {
             preferred_mirror: self
                 .settings
@@ -275,7 +312,18 @@ impl Run {
                 .map(str::to_owned),
             progress: std::io::stderr().is_terminal(),
             interrupt: self.interrupt.clone(),
-            ..FetchOptions::default()
+            deadline: self
+                .settings
+                .get("FETCH_DEADLINE")
+                .and_then(|v| v.trim().parse().ok())
+                .map(std::time::Duration::from_secs)
+                .unwrap_or(defaults.deadline),
+            max_bytes: self
+                .settings
+                .get("FETCH_MAX_BYTES")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(defaults.max_bytes),
+            ..defaults
         }
     }
 
@@ -323,8 +371,7 @@ impl Run {
 
     fn run_action(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
         let name = rel.file_stem().unwrap_or("script").to_string();
-        std::fs::create_dir_all(self.logs_dir())
-            .map_err(|e| ScriptError::Other(format!("cannot create `{}`: {e}", self.logs_dir())))?;
+        self.make_build_dir(&self.logs_dir())?;
         let frame = self.new_frame(&name, None, &name);
         self.exec(rel, frame)
     }
@@ -388,7 +435,9 @@ impl Run {
         output: &str,
     ) -> Result<String, ScriptError> {
         let dest = self.arch_dir().join(output);
-        if let Some(m) = Manifest::read(&dest)
+        let build = self.policy.build();
+        let dest_rel = Utf8PathBuf::from(format!("{}/{output}", self.arch()));
+        if let Some(m) = Manifest::read_in(build, &dest_rel)
             && self.still_holds(&m.inputs)?
         {
             println!("--- {name} ({}): up to date", self.arch());
@@ -410,21 +459,26 @@ impl Run {
         let io = |what: &str, p: &Utf8Path, e: std::io::Error| {
             ScriptError::Other(format!("cannot {what} `{p}`: {e}"))
         };
-        std::fs::create_dir_all(self.logs_dir()).map_err(|e| io("create", &self.logs_dir(), e))?;
-        let tmp = self
-            .arch_dir()
-            .join(format!(".{output}.part-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(|e| io("remove", &tmp, e))?;
-        }
-        std::fs::create_dir_all(&tmp).map_err(|e| io("create", &tmp, e))?;
+        self.make_build_dir(&self.logs_dir())?;
+        let tmp_rel = Utf8PathBuf::from(format!(
+            "{}/.{output}.part-{}",
+            self.arch(),
+            std::process::id()
+        ));
+        let tmp = build.join(&tmp_rel);
+        build
+            .remove_all(&tmp_rel, Some(&self.interrupt))
+            .map_err(|e| io("remove", &tmp, e))?;
+        build
+            .mkdir_all(&tmp_rel)
+            .map_err(|e| io("create", &tmp, e))?;
         let mut frame = self.new_frame(name, Some(tmp.clone()), name);
         if crate::engine::literal_true(&self.engine.compile(rel, &ctx_scope_template())?, "tools")
             && let Some(f) = Arc::get_mut(&mut frame)
         {
             f.own_bin = Some(tmp.join("bin"));
         }
-        let _ = std::fs::write(&frame.log, "");
+        self.truncate_log(&frame.log)?;
         {
             let mut inputs = frame.inputs.lock().unwrap();
             for (f, h) in self.engine.script_closure(rel)? {
@@ -433,7 +487,7 @@ impl Run {
         }
         let result = self.exec(rel, frame.clone());
         if let Err(e) = result {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = build.remove_all(&tmp_rel, None);
             let own = started
                 .elapsed()
                 .saturating_sub(*frame.upstream_time.lock().unwrap());
@@ -441,7 +495,7 @@ impl Run {
             return Err(e);
         }
         if self.interrupt.is_set() {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = build.remove_all(&tmp_rel, None);
             return Err(ScriptError::Other("interrupted".into()));
         }
         let inputs = frame.inputs.lock().unwrap().clone();
@@ -461,22 +515,23 @@ impl Run {
                 .unwrap_or(0),
             seconds: own_time,
             unverified: frame.unverified.lock().unwrap().clone(),
+            sandbox: self.sandbox.probed().map(|s| s.summary()),
             inputs,
         };
-        manifest
-            .write(&tmp)
-            .map_err(|e| io("write the manifest in", &tmp, e))?;
-        // Replace the old output only now that the new one is complete.
-        if dest.exists() {
-            let old = self
-                .arch_dir()
-                .join(format!(".{output}.old-{}", std::process::id()));
-            std::fs::rename(&dest, &old).map_err(|e| io("move aside", &dest, e))?;
-            std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(&tmp, &dest).map_err(|e| io("rename into place", &tmp, e))?;
+        let written = manifest
+            .write_in(build, &tmp_rel)
+            .map_err(|e| io("write the manifest in", &tmp, e))
+            // Replace the old output only now that the new one is complete.
+            .and_then(|_| {
+                build
+                    .replace_dir(&tmp_rel, &dest_rel)
+                    .map_err(|e| io("rename into place", &tmp, e))
+            });
+        if let Err(e) = written {
+            let _ = build.remove_all(&tmp_rel, None);
+            return Err(e);
         }
+        let _ = dest;
         println!("    {name} ({}) done in {own_time:.1} s", self.arch());
         self.event(
             "done",
@@ -489,8 +544,13 @@ impl Run {
     /// are brought up to date first (they may rebuild).
     fn still_holds(self: &Arc<Self>, inputs: &Inputs) -> Result<bool, ScriptError> {
         for (f, h) in &inputs.files {
-            let now = std::fs::read(self.engine.project.root.join(f))
-                .map(|b| crate::checksum::sha256_bytes(&b));
+            // Project files by their path in the project; a user's patch by
+            // its absolute path: both read through the access policy.
+            let path = self.engine.project.root.join(f);
+            let now = self
+                .policy
+                .read_with(path.as_str(), |l| l.root.read(&l.rel))
+                .map(|(_, b)| crate::checksum::sha256_bytes(&b));
             if now.ok().as_deref() != Some(h.as_str()) {
                 return Ok(false);
             }
@@ -680,7 +740,12 @@ impl Ctx {
             ));
         }
         let abs = self.run.engine.project.root.join(&relp);
-        let bytes = std::fs::read(&abs).map_err(|e| format!("cannot read `{rel}`: {e}"))?;
+        let bytes = self
+            .run
+            .policy
+            .project()
+            .read(&relp)
+            .map_err(|e| format!("cannot read `{rel}`: {e}"))?;
         self.frame
             .inputs
             .lock()
@@ -757,8 +822,10 @@ impl Ctx {
         } else {
             self.run.logs_dir().join(format!("{name}-{step}.log"))
         };
-        let _ = std::fs::create_dir_all(self.run.logs_dir());
-        let _ = std::fs::write(&log, "");
+        if let Err(e) = self.run.truncate_log(&log) {
+            self.run.keep_failure(e);
+            return Err(format!("package `{name}` could not start its log"));
+        }
         let frame = Arc::new(Frame {
             stage: self.frame.stage.clone(),
             out: self.frame.out.clone(),
@@ -1102,7 +1169,9 @@ impl Ctx {
             .or_insert_with(|| self.run.arch_dir().join("work").to_string());
         env.entry("TMPDIR".into())
             .or_insert_with(|| self.run.arch_dir().join("tmp").to_string());
-        let _ = std::fs::create_dir_all(self.run.arch_dir().join("tmp"));
+        self.run
+            .make_build_dir(&self.run.arch_dir().join("tmp"))
+            .map_err(|e| e.to_string())?;
         Ok(airlock::Command {
             argv,
             cwd: cwd.to_owned(),

@@ -37,6 +37,7 @@ fn url_origin(url: String, mirrors: Vec<String>, expected: Expected) -> Origin {
         kind: OriginKind::Url(url),
         mirrors,
         expected,
+        size: None,
     }
 }
 
@@ -70,13 +71,13 @@ fn new_cache() -> Cache {
     }
 }
 
-/// Everything in the cache directory (including hidden and `.part` files).
-/// The cache's files, without the verification stamps kept beside them.
+/// Everything in the cache directory (including hidden and `.part` files),
+/// without the verification stamps kept beside them and the lock files.
 fn listing(dir: &Utf8Path) -> Vec<String> {
     let mut v: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| !(n.starts_with('.') && n.ends_with(".verified")))
+            .filter(|n| !(n.starts_with('.') && n.ends_with(".verified")) && n != ".locks")
             .collect(),
         Err(_) => Vec::new(),
     };
@@ -464,6 +465,7 @@ fn debian_origin(file: &str, sha1: &str, sha256: &str) -> Origin {
             sha1: Some(sha1.into()),
             sha256: Some(sha256.into()),
         },
+        size: None,
     }
 }
 

@@ -60,7 +60,10 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     } else {
         engine.project.root.join(&args.build_dir)
     };
-    let cache = SourceCache::new(build_dir.join("cache"));
+    let cache = crate::confine::Root::create(&build_dir)
+        .and_then(|b| b.subdir(camino::Utf8Path::new("cache")))
+        .map(SourceCache::in_root)
+        .map_err(|e| msg(format!("cannot use the source cache in `{build_dir}`: {e}")))?;
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
     let opts = crate::fetch::FetchOptions {

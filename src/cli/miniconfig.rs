@@ -33,6 +33,10 @@ pub struct Args {
     /// How strictly build commands are confined (see `rhbuild run --help`).
     #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
     sandbox: crate::sandbox::Level,
+    /// Refuse at once, naming the holder, when another run uses the build
+    /// directory (the default is to wait for it).
+    #[arg(long)]
+    no_wait: bool,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -74,6 +78,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         overrides,
         events: None,
         sandbox: args.sandbox,
+        wait_for_lock: !args.no_wait,
     };
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

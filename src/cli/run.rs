@@ -43,6 +43,10 @@ pub struct Args {
     /// it; `off` runs commands unconfined (said and recorded).
     #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
     sandbox: crate::sandbox::Level,
+    /// Refuse at once, naming the holder, when another run uses the build
+    /// directory (the default is to wait for it).
+    #[arg(long)]
+    no_wait: bool,
     /// Append one JSON line per stage and package event (start, up-to-date,
     /// done, failed, blocked) and per result a script reports to FILE.
     #[arg(long, value_name = "FILE")]
@@ -105,6 +109,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         overrides,
         events: args.events.as_ref().map(|e| crate::project::absolute(e)),
         sandbox: args.sandbox,
+        wait_for_lock: !args.no_wait,
     };
     let interrupt = Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
@@ -112,6 +117,11 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     let result = run.run_script(&rel);
     match result {
+        // An action that ended after an interrupt did not finish its work.
+        Ok(()) if interrupt.is_set() => {
+            eprintln!("interrupted: nothing half-built was kept");
+            Ok(ExitCode::from(130))
+        }
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             if interrupt.is_set() {
