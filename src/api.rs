@@ -436,7 +436,8 @@ pub fn register(engine: &mut Engine) {
                 .settings
                 .get("SOURCE_DATE_EPOCH")
                 .and_then(|s| s.parse().ok());
-            crate::image::write_initramfs(&root, &out, mtime).map_err(|e| fail(format!("{e}")))
+            crate::image::write_initramfs_with(&root, &out, mtime, &c.image_tools())
+                .map_err(|e| fail(format!("{e}")))
         },
     );
     engine.register_fn(
@@ -444,7 +445,8 @@ pub fn register(engine: &mut Engine) {
         |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
             let root = lift(c.readable(root))?;
             let out = lift(c.writable(out))?;
-            crate::image::write_squashfs(&root, &out).map_err(|e| fail(format!("{e}")))
+            crate::image::write_squashfs_with(&root, &out, &c.image_tools())
+                .map_err(|e| fail(format!("{e}")))
         },
     );
     engine.register_fn(
@@ -453,14 +455,15 @@ pub fn register(engine: &mut Engine) {
             let root = lift(c.readable(root))?;
             let out = lift(c.writable(out))?;
             let size = (megs > 0).then_some(megs as u64);
-            crate::image::write_ext2(&root, &out, size).map_err(|e| fail(format!("{e}")))
+            crate::image::write_ext2_with(&root, &out, size, &c.image_tools())
+                .map_err(|e| fail(format!("{e}")))
         },
     );
     engine.register_fn(
         "blank_ext2",
         |c: &mut Ctx, out: &str, megs: i64| -> RhaiResult<()> {
             let out = lift(c.writable(out))?;
-            crate::image::create_blank_ext2(&out, megs.max(1) as u64)
+            crate::image::create_blank_ext2_with(&out, megs.max(1) as u64, &c.image_tools())
                 .map_err(|e| fail(format!("{e}")))
         },
     );

@@ -36,10 +36,16 @@ pub enum Kind {
     Package,
     Target,
     Stdlib,
+    /// A kernel miniconfig (`targets/base-linux.config`,
+    /// `targets/<arch>/linux.config`).
+    Miniconfig,
 }
 
 /// Which kind a project file is, by its folder.
 pub fn kind_of(rel: &Utf8Path) -> Kind {
+    if rel.extension() == Some("config") {
+        return Kind::Miniconfig;
+    }
     let first = rel.components().next().map(|c| c.as_str()).unwrap_or("");
     match first {
         "packages" => Kind::Package,
@@ -58,8 +64,14 @@ pub fn default_files(engine: &ScriptEngine) -> Vec<Utf8PathBuf> {
             out.push(Utf8PathBuf::from(format!("{dir}/{n}.rhai")));
         }
     }
+    if p.root.join("targets/base-linux.config").is_file() {
+        out.push(Utf8PathBuf::from("targets/base-linux.config"));
+    }
     for t in p.target_names() {
         out.push(Utf8PathBuf::from(format!("targets/{t}/target.rhai")));
+        if p.root.join(format!("targets/{t}/linux.config")).is_file() {
+            out.push(Utf8PathBuf::from(format!("targets/{t}/linux.config")));
+        }
     }
     out
 }
@@ -69,6 +81,9 @@ pub fn default_files(engine: &ScriptEngine) -> Vec<Utf8PathBuf> {
 pub struct KnownApi {
     names: BTreeSet<String>,
     static_modules: BTreeMap<String, BTreeSet<String>>,
+    /// A kernel tree and the symbols its Kconfig files declare, when one
+    /// is at hand: miniconfig symbols are checked against it.
+    pub kernel: Option<(Utf8PathBuf, std::collections::HashSet<String>)>,
 }
 
 impl KnownApi {
@@ -79,15 +94,10 @@ impl KnownApi {
                 names.insert(name);
             }
         }
-        // Static modules (kconfig::...) are documented by name.
-        let mut static_modules = BTreeMap::new();
-        static_modules.insert(
-            "kconfig".to_string(),
-            ["set", "get"].iter().map(|s| s.to_string()).collect(),
-        );
         KnownApi {
             names,
-            static_modules,
+            static_modules: BTreeMap::new(),
+            kernel: None,
         }
     }
 
@@ -105,6 +115,54 @@ fn fn_name_of_signature(sig: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
+/// A kernel tree to check miniconfig symbols against: `given`, else the
+/// newest extracted `linux-*` tree under the project's `build/src/`.
+pub fn kernel_tree(engine: &ScriptEngine, given: Option<&Utf8Path>) -> Option<Utf8PathBuf> {
+    if let Some(g) = given {
+        return Some(g.to_owned());
+    }
+    let src = engine.project.root.join("build/src");
+    let mut trees: Vec<(std::time::SystemTime, Utf8PathBuf)> = std::fs::read_dir(&src)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let path = src.join(&name);
+            (name.starts_with("linux-") && path.join("Kconfig").is_file()).then(|| {
+                (
+                    e.metadata()
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .unwrap_or(std::time::UNIX_EPOCH),
+                    path,
+                )
+            })
+        })
+        .collect();
+    trees.sort();
+    trees.pop().map(|(_, p)| p)
+}
+
+/// Check files and return every problem found, in file order; miniconfig
+/// symbols are checked against `kernel` when given.
+pub fn check_files_with_kernel(
+    engine: &ScriptEngine,
+    files: &[Utf8PathBuf],
+    kernel: Option<&Utf8Path>,
+) -> Result<Vec<ScriptDiagnostic>, String> {
+    let mut api = KnownApi::of(engine);
+    if let Some(tree) = kernel {
+        let symbols = crate::kconfig::declared_symbols(tree)
+            .map_err(|e| format!("cannot read the kernel tree `{tree}`: {e}"))?;
+        api.kernel = Some((tree.to_owned(), symbols));
+    }
+    let mut out = Vec::new();
+    for f in files {
+        out.extend(check_file(engine, &api, f));
+    }
+    Ok(out)
+}
+
 /// Check files and return every problem found, in file order.
 pub fn check_files(engine: &ScriptEngine, files: &[Utf8PathBuf]) -> Vec<ScriptDiagnostic> {
     let api = KnownApi::of(engine);
@@ -118,6 +176,9 @@ pub fn check_files(engine: &ScriptEngine, files: &[Utf8PathBuf]) -> Vec<ScriptDi
 /// Check one file (relative to the project root).
 pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<ScriptDiagnostic> {
     let kind = kind_of(rel);
+    if kind == Kind::Miniconfig {
+        return check_miniconfig(engine, api, rel);
+    }
     let scope = match kind {
         Kind::Script => crate::stage::ctx_scope_template(),
         _ => rhai::Scope::new(),
@@ -132,7 +193,60 @@ pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<
     match kind {
         Kind::Package => out.extend(crate::package::validate(engine, rel)),
         Kind::Target => out.extend(crate::target::validate(engine, rel)),
-        Kind::Script | Kind::Stdlib => {}
+        Kind::Script | Kind::Stdlib | Kind::Miniconfig => {}
+    }
+    out
+}
+
+/// A miniconfig: every line well-formed (with file:line:column), and, with
+/// a kernel tree at hand, every symbol declared by its Kconfig files.
+fn check_miniconfig(
+    engine: &ScriptEngine,
+    api: &KnownApi,
+    rel: &Utf8Path,
+) -> Vec<ScriptDiagnostic> {
+    let text = match std::fs::read_to_string(engine.project.root.join(rel)) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![ScriptDiagnostic::at(
+                rel,
+                "",
+                1,
+                1,
+                format!("cannot read `{rel}`: {e}"),
+                "",
+                None,
+            )];
+        }
+    };
+    let mut out: Vec<ScriptDiagnostic> = crate::kconfig::malformed_lines(&text)
+        .into_iter()
+        .map(|p| {
+            ScriptDiagnostic::at(
+                rel,
+                &text,
+                p.line,
+                p.column,
+                p.reason,
+                p.label,
+                Some("each line is `CONFIG_NAME=y` (or m, n, a number, 0x-hex, a \"quoted string\"), `# CONFIG_NAME is not set`, a `#` comment or blank".into()),
+            )
+        })
+        .collect();
+    if let Some((tree, declared)) = &api.kernel {
+        for (symbol, line, column) in crate::kconfig::symbols_with_lines(&text) {
+            if !declared.contains(&symbol) {
+                out.push(ScriptDiagnostic::at(
+                    rel,
+                    &text,
+                    line,
+                    column,
+                    format!("`CONFIG_{symbol}` is declared by no Kconfig file of `{tree}`"),
+                    "unknown symbol",
+                    Some("check its spelling (`make menuconfig`, then `/` searches); it may belong to another kernel version".into()),
+                ));
+            }
+        }
     }
     out
 }

@@ -32,6 +32,15 @@ fn io_error(path: &str, e: std::io::Error) -> String {
 }
 
 impl Ctx {
+    /// What image writers run their tools in: this run's sandbox and
+    /// interrupt flag.
+    pub fn image_tools(&self) -> crate::image::Tools<'_> {
+        crate::image::Tools {
+            sandbox: Some(&self.run.sandbox),
+            interrupt: Some(&self.run.interrupt),
+        }
+    }
+
     /// Where a script may write `path`: beneath the build directory.
     fn write_loc(&self, path: &str) -> PrimResult<Located<'_>> {
         self.run.policy.writable(path).map_err(policy_error)

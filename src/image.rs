@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use camino::{Utf8Path, Utf8PathBuf};
 use miette::Diagnostic;
@@ -368,6 +368,16 @@ pub fn write_initramfs(
     out: &Utf8Path,
     mtime: Option<u64>,
 ) -> Result<(), ImageError> {
+    write_initramfs_with(root, out, mtime, &Tools::default())
+}
+
+/// `write_initramfs`, polling `tools.interrupt` between entries.
+pub fn write_initramfs_with(
+    root: &Utf8Path,
+    out: &Utf8Path,
+    mtime: Option<u64>,
+    tools: &Tools,
+) -> Result<(), ImageError> {
     require_dir(root)?;
     let nodes = walk(root.as_std_path())?;
     // A directory's link count: 2 plus one per subdirectory.
@@ -391,6 +401,7 @@ pub fn write_initramfs(
             source,
         };
         for node in &nodes {
+            tools.interrupted()?;
             let path = root.as_std_path().join(&node.rel);
             let meta = &node.meta;
             let t = match mtime {
@@ -411,7 +422,13 @@ pub fn write_initramfs(
                 let size = u32::try_from(meta.len()).map_err(|_| too_big("the file"))?;
                 cpio.header(name, [meta.mode(), 1, t, ino], size, (0, 0))
                     .map_err(write_error)?;
-                let mut f = File::open(&path).map_err(io_err("read", &path))?;
+                // Never through a link: an entry swapped for one since the
+                // walk is not followed out of the tree.
+                let mut f = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .map_err(io_err("read", &path))?;
                 let copied = io::copy(&mut (&mut f).take(size as u64), &mut cpio.out)
                     .map_err(io_err("read", &path))?;
                 cpio.written += copied;
@@ -489,23 +506,68 @@ fn tail(text: &[u8], lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// What the image writers run their tools in: the run's sandbox (the
+/// tools write only beneath the build directory) and its interrupt flag
+/// (a set flag stops the tool and the writer). Both optional.
+#[derive(Clone, Copy, Default)]
+pub struct Tools<'a> {
+    pub sandbox: Option<&'a crate::sandbox::Sandbox>,
+    pub interrupt: Option<&'a crate::interrupt::Interrupt>,
+}
+
+impl Tools<'_> {
+    fn interrupted(&self) -> Result<(), ImageError> {
+        if self.interrupt.is_some_and(|i| i.is_set()) {
+            return Err(ImageError::Io {
+                action: "finish",
+                path: "the image".into(),
+                source: io::Error::other("interrupted"),
+            });
+        }
+        Ok(())
+    }
+}
+
 /// Runs a tool to completion; output is kept for the error only.
 fn run_tool(
     tool: &Path,
     args: &[&std::ffi::OsStr],
     hint: &str,
+    tools: &Tools,
 ) -> Result<std::process::Output, ImageError> {
     let command = std::iter::once(tool.as_os_str())
         .chain(args.iter().copied())
         .map(|a| a.to_string_lossy().into_owned())
         .collect::<Vec<_>>()
         .join(" ");
-    let output = Command::new(tool)
-        .args(args)
+    let mut cmd = match (tools.sandbox, Utf8Path::from_path(tool)) {
+        (Some(sandbox), Some(utf8)) => {
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            let name = utf8.file_name().unwrap_or("tool");
+            sandbox.command(name, utf8, &args)
+        }
+        _ => {
+            let mut c = Command::new(tool);
+            c.args(args);
+            c
+        }
+    };
+    cmd.env_clear()
         .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(io_err("run", tool))?;
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    let got = match crate::interrupt::run_captured(&mut cmd, tools.interrupt, None) {
+        Ok(got) => got,
+        Err(crate::interrupt::Stopped::Io(e)) => return Err(io_err("run", tool)(e)),
+        Err(_) => return tools.interrupted().map(|_| unreachable!()),
+    };
+    let output = std::process::Output {
+        status: got.status,
+        stdout: got.stdout,
+        stderr: got.stderr,
+    };
     if output.status.success() {
         return Ok(output);
     }
@@ -527,6 +589,15 @@ fn run_tool(
 /// package squashfs-tools): every file owned by root, modes and symlinks
 /// as in the tree. Renamed to `out` on success.
 pub fn write_squashfs(root: &Utf8Path, out: &Utf8Path) -> Result<(), ImageError> {
+    write_squashfs_with(root, out, &Tools::default())
+}
+
+/// `write_squashfs` with `mksquashfs` run in `tools`' sandbox.
+pub fn write_squashfs_with(
+    root: &Utf8Path,
+    out: &Utf8Path,
+    tools: &Tools,
+) -> Result<(), ImageError> {
     require_dir(root)?;
     let mksquashfs = find_tool("mksquashfs", "squashfs-tools", "a squashfs image")?;
     via_part(out, |part| {
@@ -541,7 +612,7 @@ pub fn write_squashfs(root: &Utf8Path, out: &Utf8Path) -> Result<(), ImageError>
             "-quiet",
         ];
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mksquashfs, &args, "")?;
+        run_tool(&mksquashfs, &args, "", tools)?;
         Ok(())
     })
 }
@@ -606,6 +677,16 @@ fn debugfs_quote(rel: &Path) -> Result<Vec<u8>, ImageError> {
 /// by root; modes, symlinks, hard links and device nodes are as in the tree.
 /// The file is sparse. Renamed to `out` on success.
 pub fn write_ext2(root: &Utf8Path, out: &Utf8Path, size_mb: Option<u64>) -> Result<(), ImageError> {
+    write_ext2_with(root, out, size_mb, &Tools::default())
+}
+
+/// `write_ext2` with its tools run in `tools`' sandbox.
+pub fn write_ext2_with(
+    root: &Utf8Path,
+    out: &Utf8Path,
+    size_mb: Option<u64>,
+    tools: &Tools,
+) -> Result<(), ImageError> {
     require_dir(root)?;
     if size_mb == Some(0) {
         return Err(ImageError::ZeroSize {
@@ -666,7 +747,7 @@ pub fn write_ext2(root: &Utf8Path, out: &Utf8Path, size_mb: Option<u64>) -> Resu
             part.as_str(),
         ];
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mke2fs, &args, &hint)?;
+        run_tool(&mke2fs, &args, &hint, tools)?;
         if !commands.is_empty() {
             let script = Utf8PathBuf::from(format!("{part}.owners"));
             fs::write(&script, &commands).map_err(io_err("write", &script))?;
@@ -676,7 +757,7 @@ pub fn write_ext2(root: &Utf8Path, out: &Utf8Path, size_mb: Option<u64>) -> Resu
                 script.as_os_str(),
                 part.as_os_str(),
             ];
-            let result = run_tool(&debugfs, &args, "");
+            let result = run_tool(&debugfs, &args, "", tools);
             let _ = fs::remove_file(&script);
             let output = result?;
             // debugfs reports a failed command on stderr but still exits 0;
@@ -703,6 +784,15 @@ pub fn write_ext2(root: &Utf8Path, out: &Utf8Path, size_mb: Option<u64>) -> Resu
 /// file, root directory owned by root), e.g. for a /home disk; `mke2fs`
 /// from e2fsprogs. Renamed to `out` on success.
 pub fn create_blank_ext2(out: &Utf8Path, size_mb: u64) -> Result<(), ImageError> {
+    create_blank_ext2_with(out, size_mb, &Tools::default())
+}
+
+/// `create_blank_ext2` with `mke2fs` run in `tools`' sandbox.
+pub fn create_blank_ext2_with(
+    out: &Utf8Path,
+    size_mb: u64,
+    tools: &Tools,
+) -> Result<(), ImageError> {
     if size_mb == 0 {
         return Err(ImageError::ZeroSize {
             out: out.to_owned(),
@@ -725,7 +815,7 @@ pub fn create_blank_ext2(out: &Utf8Path, size_mb: u64) -> Result<(), ImageError>
             part.as_str(),
         ];
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mke2fs, &args, "")?;
+        run_tool(&mke2fs, &args, "", tools)?;
         Ok(())
     })
 }

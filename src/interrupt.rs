@@ -68,3 +68,82 @@ impl<R: std::io::Read> std::io::Read for Checked<R> {
         self.inner.read(buf)
     }
 }
+
+/// What a captured child left.
+pub struct Captured {
+    pub status: std::process::ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Why a captured child did not finish.
+#[derive(Debug)]
+pub enum Stopped {
+    /// The interrupt flag was set; the child's process group was killed.
+    Interrupted,
+    /// The deadline passed; the child's process group was killed.
+    Deadline,
+    Io(std::io::Error),
+}
+
+/// Run `cmd` in a process group of its own with stdout and stderr
+/// captured, polling `interrupt` and `deadline`: on either, the whole group
+/// is killed. stdin is /dev/null.
+pub fn run_captured(
+    cmd: &mut std::process::Command,
+    interrupt: Option<&Interrupt>,
+    deadline: Option<std::time::Instant>,
+) -> Result<Captured, Stopped> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(Stopped::Io)?;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut v);
+            }
+            v
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(Stopped::Io)? {
+            break status;
+        }
+        let why = if interrupt.is_some_and(Interrupt::is_set) {
+            Some(Stopped::Interrupted)
+        } else if deadline.is_some_and(|d| std::time::Instant::now() > d) {
+            Some(Stopped::Deadline)
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            kill_group(child.id());
+            let _ = child.wait();
+            return Err(why);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Ok(Captured {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}

@@ -977,3 +977,92 @@ mod tests {
         );
     }
 }
+
+/// A malformed line of a miniconfig: where, why, and a label for the caret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineProblem {
+    /// 1-based line and column.
+    pub line: usize,
+    pub column: usize,
+    pub reason: String,
+    pub label: String,
+}
+
+/// Every malformed line of a miniconfig text (where `parse_str` stops at
+/// the first), for `rhbuild check`.
+pub fn malformed_lines(text: &str) -> Vec<LineProblem> {
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let content = line.strip_suffix('\r').unwrap_or(line);
+        if let Err(e) = parse_line(content) {
+            out.push(LineProblem {
+                line: index + 1,
+                column: content[..e.offset].chars().count() + 1,
+                reason: e.reason,
+                label: e.label,
+            });
+        }
+    }
+    out
+}
+
+/// The symbols a miniconfig text sets, with their 1-based lines and
+/// columns (malformed lines are skipped).
+pub fn symbols_with_lines(text: &str) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        if let Ok(Some((symbol, _))) = parse_line(line.strip_suffix('\r').unwrap_or(line)) {
+            let column = line
+                .find(&symbol)
+                .map_or(1, |i| line[..i].chars().count() + 1);
+            out.push((symbol, index + 1, column));
+        }
+    }
+    out
+}
+
+/// Every symbol a Kconfig tree declares (`config NAME` or `menuconfig
+/// NAME` in any file named `Kconfig*`), for spotting misspelt symbols.
+pub fn declared_symbols(tree: &Utf8Path) -> std::io::Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    let mut todo = vec![tree.to_owned()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let path = dir.join(&name);
+            if kind.is_dir() && !name.starts_with('.') {
+                todo.push(path);
+            } else if kind.is_file() && name.starts_with("Kconfig") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for line in text.lines() {
+                    let mut words = line.split_whitespace();
+                    if let (Some("config" | "menuconfig"), Some(sym)) = (words.next(), words.next())
+                    {
+                        out.insert(sym.to_string());
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod lint_tests {
+    use super::*;
+
+    #[test]
+    fn every_malformed_line_is_reported_with_its_place() {
+        let text = "CONFIG_A=y\nCONFIG_MMU=yes\ngarbage here\n# comment\nCONFIG_B=\"x\"\n";
+        let p = malformed_lines(text);
+        assert_eq!(p.iter().map(|p| p.line).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(p[1].column, 1);
+        let syms = symbols_with_lines(text);
+        assert_eq!(syms[0], ("A".to_string(), 1, 8));
+        assert_eq!(syms.last().unwrap().0, "B");
+    }
+}

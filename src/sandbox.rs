@@ -28,12 +28,13 @@
 //!
 //! `RHBUILD_SANDBOX_DENY=landlock,userns,netns,mountns,pidns` pretends the
 //! kernel lacks those features, and `RHBUILD_SANDBOX_ABI=N` pretends its
-//! Landlock ABI is N: test aids that can only weaken the sandbox, which the
-//! run then says and records like any other gap.
+//! Landlock ABI is N (the run reads them and passes them to the helper as
+//! `--deny` and `--abi`): test aids that can only weaken the sandbox,
+//! which the run then says and records like any other gap.
 //!
-//! Tests: `tests/sandbox.rs` (a package that writes /tmp, reads and writes
-//! outside, connects to 127.0.0.1, leaves a daemon behind) and the unit
-//! tests below.
+//! Tests: the sandbox rows of `tests/faults.rs` (a package that writes
+//! /tmp and outside, connects to 127.0.0.1, leaves a daemon behind, runs on
+//! a pretended older kernel) and the unit tests below.
 
 use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,10 @@ pub struct Sandbox {
     pub writable: Vec<Utf8PathBuf>,
     /// The rhbuild binary that sets the sandbox up.
     pub exe: Utf8PathBuf,
+    /// Features to pretend the kernel lacks (`RHBUILD_SANDBOX_DENY`).
+    deny: Option<String>,
+    /// A Landlock ABI to pretend (`RHBUILD_SANDBOX_ABI`).
+    abi: Option<String>,
     status: OnceLock<Result<Status, String>>,
 }
 
@@ -153,10 +158,13 @@ impl Sandbox {
         let exe = std::env::current_exe()?;
         let exe = Utf8PathBuf::from_path_buf(exe)
             .map_err(|p| std::io::Error::other(format!("`{}` is not UTF-8", p.display())))?;
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Ok(Sandbox {
             level,
             writable,
             exe,
+            deny: var("RHBUILD_SANDBOX_DENY"),
+            abi: var("RHBUILD_SANDBOX_ABI"),
             status: OnceLock::new(),
         })
     }
@@ -214,6 +222,14 @@ impl Sandbox {
         }
         if self.level == Level::Require {
             args.push("--require".into());
+        }
+        if let Some(d) = &self.deny {
+            args.push("--deny".into());
+            args.push(d.into());
+        }
+        if let Some(a) = &self.abi {
+            args.push("--abi".into());
+            args.push(a.into());
         }
         if probe {
             args.push("--probe".into());
@@ -283,6 +299,8 @@ mod helper {
 
     struct Options {
         write: Vec<OsString>,
+        deny: Vec<String>,
+        abi: Option<i32>,
         require: bool,
         probe: bool,
         arg0: Option<OsString>,
@@ -292,6 +310,8 @@ mod helper {
     fn parse(args: Vec<OsString>) -> Result<Options, String> {
         let mut o = Options {
             write: Vec::new(),
+            deny: Vec::new(),
+            abi: None,
             require: false,
             probe: false,
             arg0: None,
@@ -302,6 +322,22 @@ mod helper {
             match a.to_str() {
                 Some("--write") => o.write.push(it.next().ok_or("--write needs a directory")?),
                 Some("--arg0") => o.arg0 = Some(it.next().ok_or("--arg0 needs a name")?),
+                Some("--deny") => {
+                    let v = it.next().ok_or("--deny needs a list")?;
+                    o.deny = v
+                        .to_string_lossy()
+                        .split(',')
+                        .map(|f| f.trim().to_string())
+                        .collect();
+                }
+                Some("--abi") => {
+                    let v = it.next().ok_or("--abi needs a number")?;
+                    o.abi = Some(
+                        v.to_string_lossy()
+                            .parse()
+                            .map_err(|_| "--abi needs a number")?,
+                    );
+                }
                 Some("--require") => o.require = true,
                 Some("--probe") => o.probe = true,
                 Some("--") => {
@@ -317,16 +353,13 @@ mod helper {
         Ok(o)
     }
 
-    fn denied(feature: &str) -> bool {
-        std::env::var("RHBUILD_SANDBOX_DENY")
-            .map(|v| v.split(',').any(|f| f.trim() == feature))
-            .unwrap_or(false)
+    fn denied(o: &Options, feature: &str) -> bool {
+        o.deny.iter().any(|f| f == feature)
     }
 
-    /// The kernel's Landlock ABI (0: none), or what RHBUILD_SANDBOX_ABI
-    /// pretends.
-    fn landlock_abi() -> i32 {
-        if denied("landlock") {
+    /// The kernel's Landlock ABI (0: none), or what `--abi` pretends.
+    fn landlock_abi(o: &Options) -> i32 {
+        if denied(o, "landlock") {
             return 0;
         }
         // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns a number.
@@ -339,10 +372,7 @@ mod helper {
             )
         } as i32;
         let real = real.max(0);
-        match std::env::var("RHBUILD_SANDBOX_ABI")
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok())
-        {
+        match o.abi {
             Some(n) => n.clamp(0, real),
             None => real,
         }
@@ -390,15 +420,15 @@ mod helper {
     fn namespaces(o: &Options, st: &mut Status) -> Result<(), String> {
         // SAFETY: plain syscalls without memory arguments.
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let want_user = uid != 0 && !denied("userns");
+        let want_user = uid != 0 && !denied(o, "userns");
         let mut flags = 0;
-        if !denied("netns") {
+        if !denied(o, "netns") {
             flags |= libc::CLONE_NEWNET;
         }
-        if !denied("mountns") {
+        if !denied(o, "mountns") {
             flags |= libc::CLONE_NEWNS;
         }
-        if !denied("pidns") {
+        if !denied(o, "pidns") {
             flags |= libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
         }
         if flags == 0 || (uid != 0 && !want_user) {
@@ -448,7 +478,7 @@ mod helper {
 
     /// Landlock: read and execute everywhere, write only where allowed.
     fn landlock(o: &Options, st: &mut Status) -> Result<(), String> {
-        let abi_n = landlock_abi();
+        let abi_n = landlock_abi(o);
         st.landlock_abi = abi_n;
         if abi_n < 2 {
             return Ok(());

@@ -19,6 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A static file server on 127.0.0.1, stopped when dropped.
+///
+/// It serves only regular files beneath its root, resolved by the kernel
+/// (`confine::Root`): `..`, hidden names and links that lead out of the
+/// root are 404s. Each client gets a thread of its own (at most
+/// `MAX_CLIENTS` at once; past that, a 503), so a slow client stalls no
+/// other; a request's line and headers are bounded in size and time.
 pub struct FileServer {
     pub port: u16,
     requests: Arc<Mutex<Vec<String>>>,
@@ -26,31 +32,54 @@ pub struct FileServer {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// Clients served at once.
+pub const MAX_CLIENTS: usize = 64;
+/// The longest request line or header line read.
+const MAX_LINE: u64 = 8 * 1024;
+/// The most header lines read.
+const MAX_HEADERS: usize = 100;
+
 impl FileServer {
     /// Serve `root` on a free loopback port; each request line is also
     /// appended to `log`.
     pub fn start(root: &Utf8Path, log: &Utf8Path) -> std::io::Result<FileServer> {
+        let dir = Arc::new(crate::confine::Root::open(root)?);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r, s, root, log) = (
-            requests.clone(),
-            stop.clone(),
-            root.to_owned(),
-            log.to_owned(),
-        );
+        let log = Arc::new(Mutex::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)?,
+        ));
+        let (r, s) = (requests.clone(), stop.clone());
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((conn, _)) => {
                         let _ = conn.set_nonblocking(false);
-                        // Recorded before the answer is sent: a client that
-                        // has its answer finds its request in the record.
-                        serve_one(conn, &root, |line| {
-                            append(&log, &line);
-                            r.lock().unwrap().push(line);
+                        if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            let mut conn = conn;
+                            let _ = conn.write_all(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                            continue;
+                        }
+                        let (dir, r, log, busy) =
+                            (dir.clone(), r.clone(), log.clone(), busy.clone());
+                        std::thread::spawn(move || {
+                            // Recorded before the answer is sent: a client that
+                            // has its answer finds its request in the record.
+                            serve_one(conn, &dir, |line| {
+                                if let Ok(mut f) = log.lock() {
+                                    let _ = writeln!(f, "{line}");
+                                }
+                                r.lock().unwrap().push(line);
+                            });
+                            busy.fetch_sub(1, Ordering::SeqCst);
                         });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
@@ -80,57 +109,74 @@ impl Drop for FileServer {
     }
 }
 
-fn append(log: &Utf8Path, line: &str) {
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = writeln!(f, "{line}");
+/// Read one line of at most `MAX_LINE` bytes (`None`: too long, or the
+/// connection failed).
+fn read_line(reader: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    let n = reader.take(MAX_LINE).read_line(&mut line).ok()?;
+    if n as u64 >= MAX_LINE && !line.ends_with('\n') {
+        return None;
     }
+    Some(line)
 }
 
-/// Answer one request; returns "METHOD PATH STATUS" for the log.
-fn serve_one(mut conn: TcpStream, root: &Utf8Path, record: impl FnOnce(String)) -> Option<()> {
+/// Answer one request; records "METHOD PATH STATUS".
+fn serve_one(
+    mut conn: TcpStream,
+    root: &crate::confine::Root,
+    record: impl FnOnce(String),
+) -> Option<()> {
     conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    conn.set_write_timeout(Some(Duration::from_secs(60))).ok()?;
     let mut reader = BufReader::new(conn.try_clone().ok()?);
-    let mut first = String::new();
-    reader.read_line(&mut first).ok()?;
-    // Skip the headers.
-    loop {
-        let mut h = String::new();
-        if reader.read_line(&mut h).ok()? == 0 || h.trim().is_empty() {
+    let first = read_line(&mut reader)?;
+    // Skip the headers, a bounded number of bounded lines.
+    for _ in 0..MAX_HEADERS {
+        let h = read_line(&mut reader)?;
+        if h.trim().is_empty() {
             break;
         }
     }
     let mut parts = first.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
-    let file = resolve(root, &path);
-    let (status, body) = match (&*method, file.and_then(|f| std::fs::read(f).ok())) {
-        ("GET", Some(b)) => ("200 OK", b),
-        ("GET", None) => ("404 Not Found", b"not found\n".to_vec()),
-        _ => ("405 Method Not Allowed", b"GET only\n".to_vec()),
+    let file = if method == "GET" {
+        open(root, &path)
+    } else {
+        None
+    };
+    let (status, len) = match (&*method, &file) {
+        ("GET", Some((_, len))) => ("200 OK", *len),
+        ("GET", None) => ("404 Not Found", 10),
+        _ => ("405 Method Not Allowed", 9),
     };
     let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-        body.len()
+        "HTTP/1.0 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
     );
     let code = status.split(' ').next().unwrap_or("");
     record(format!("{method} {path} {code}"));
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&body);
+    conn.write_all(head.as_bytes()).ok()?;
+    match (file, &*method) {
+        (Some((mut f, len)), _) => {
+            std::io::copy(&mut (&mut f).take(len), &mut conn).ok()?;
+        }
+        (None, "GET") => conn.write_all(b"not found\n").ok()?,
+        (None, _) => conn.write_all(b"GET only\n").ok()?,
+    }
     Some(())
 }
 
-/// `/a/b` under `root`, refusing `..` and anything not a plain file.
-fn resolve(root: &Utf8Path, path: &str) -> Option<Utf8PathBuf> {
+/// `/a/b` beneath `root`: a regular file, reached by the kernel without
+/// leaving the root; `..` and hidden names are refused. The open file and
+/// its length.
+fn open(root: &crate::confine::Root, path: &str) -> Option<(std::fs::File, u64)> {
     let rel = path.split('?').next()?.trim_start_matches('/');
-    if rel.split('/').any(|c| c == ".." || c.starts_with('.')) {
+    if rel.is_empty() || rel.split('/').any(|c| c == ".." || c.starts_with('.')) {
         return None;
     }
-    let p = root.join(rel);
-    p.is_file().then_some(p)
+    let f = root.open_file(Utf8Path::new(rel)).ok()?;
+    let m = f.metadata().ok()?;
+    m.is_file().then_some((f, m.len()))
 }
 
 /// The host's `distccd`, listening on 127.0.0.1 only, on a free port, with
@@ -346,5 +392,70 @@ mod tests {
         );
         let log = std::fs::read_to_string(root.join("requests.log")).unwrap();
         assert_eq!(log.lines().count(), 3);
+    }
+
+    #[test]
+    fn links_out_of_the_root_and_non_files_are_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::create_dir_all(base.join("www/sub")).unwrap();
+        std::fs::write(base.join("secret"), "secret\n").unwrap();
+        std::fs::write(base.join("www/sub/ok"), "ok\n").unwrap();
+        std::os::unix::fs::symlink(base.join("secret"), base.join("www/abs")).unwrap();
+        std::os::unix::fs::symlink("../secret", base.join("www/rel")).unwrap();
+        std::os::unix::fs::symlink("sub/ok", base.join("www/inside")).unwrap();
+        std::os::unix::fs::symlink("..", base.join("www/sub/up")).unwrap();
+        let server = FileServer::start(&base.join("www"), &base.join("log")).unwrap();
+        let get = |path: &str| {
+            let mut c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            write!(c, "GET {path} HTTP/1.0\r\n\r\n").unwrap();
+            let mut s = String::new();
+            c.read_to_string(&mut s).unwrap();
+            s
+        };
+        for p in [
+            "/abs",
+            "/rel",
+            "/sub/up/../secret",
+            "/sub",
+            "/sub/up/up/secret",
+        ] {
+            let r = get(p);
+            assert!(r.starts_with("HTTP/1.0 404"), "{p}: {r}");
+            assert!(!r.contains("secret\n"), "{p}: {r}");
+        }
+        assert!(get("/inside").ends_with("ok\n"));
+    }
+
+    #[test]
+    fn a_slow_client_does_not_stall_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(root.join("f"), "fast\n").unwrap();
+        let server = FileServer::start(root, &root.join("log")).unwrap();
+        // A client that connects and sends nothing.
+        let _slow = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let mut c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(c, "GET /f HTTP/1.0\r\n\r\n").unwrap();
+        let mut s = String::new();
+        c.read_to_string(&mut s).unwrap();
+        assert!(s.ends_with("fast\n"), "{s}");
+    }
+
+    #[test]
+    fn an_endless_request_line_is_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Utf8Path::from_path(dir.path()).unwrap();
+        let server = FileServer::start(root, &root.join("log")).unwrap();
+        let mut c = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        let junk = vec![b'a'; 64 * 1024];
+        // The server stops reading after its limit and closes: writing on
+        // fails or the read ends; either way it does not hang.
+        let _ = c.write_all(&junk);
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut s = Vec::new();
+        let _ = c.read_to_end(&mut s);
+        assert!(server.requests().is_empty());
     }
 }

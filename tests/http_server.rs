@@ -25,6 +25,12 @@ pub enum Route {
     /// 200 headers promising these bytes, then nothing until the server is
     /// dropped.
     Stall(Vec<u8>),
+    /// 200 without a Content-Length, then bytes without end until the
+    /// client goes away (or the server is dropped).
+    Endless,
+    /// 200 with a Content-Length for these bytes, sent one byte per
+    /// interval (never stalling long enough for a stall timeout).
+    Trickle(Vec<u8>, Duration),
 }
 
 struct Shared {
@@ -151,6 +157,29 @@ fn serve(conn: TcpStream, s: &Shared) {
             let _ = out.flush();
             while !s.stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        }
+        Some(Route::Endless) => {
+            let _ = out.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+            );
+            let chunk = vec![0u8; 64 * 1024];
+            while !s.stop.load(Ordering::SeqCst) {
+                if out.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        Some(Route::Trickle(b, every)) => {
+            let _ = out.write_all(head("200 OK", b.len()).as_bytes());
+            for byte in b {
+                if s.stop.load(Ordering::SeqCst) || out.write_all(&[byte]).is_err() {
+                    break;
+                }
+                let _ = out.flush();
+                std::thread::sleep(every);
             }
             Ok(())
         }

@@ -13,8 +13,13 @@ use std::process::ExitCode;
     after_help = "Examples:\n  rhbuild check\n  rhbuild check packages/busybox.rhai targets/sh4"
 )]
 pub struct Args {
-    /// Files or folders to check (a target folder checks its target.rhai).
+    /// Files or folders to check (a target folder checks its target.rhai
+    /// and linux.config).
     paths: Vec<Utf8PathBuf>,
+    /// A kernel source tree whose Kconfig files declare the symbols the
+    /// miniconfigs may use (default: the newest `build/src/linux-*`).
+    #[arg(long, value_name = "DIR")]
+    kernel: Option<Utf8PathBuf>,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -36,6 +41,9 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
             if abs.is_dir() {
                 if abs.join("target.rhai").is_file() {
                     files.push(rel.join("target.rhai"));
+                    if abs.join("linux.config").is_file() {
+                        files.push(rel.join("linux.config"));
+                    }
                 } else {
                     for n in engine.project.names_in(&abs) {
                         files.push(rel.join(format!("{n}.rhai")));
@@ -49,7 +57,12 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         }
         files
     };
-    let problems = crate::check::check_files(&engine, &files);
+    let kernel = crate::check::kernel_tree(&engine, args.kernel.as_deref());
+    let problems = crate::check::check_files_with_kernel(&engine, &files, kernel.as_deref())
+        .map_err(super::msg)?;
+    if let Some(k) = &kernel {
+        println!("kernel symbols checked against `{k}`");
+    }
     for p in &problems {
         eprint!("{}", crate::diag::render(p));
     }

@@ -6,8 +6,7 @@ use super::cache::CacheDir;
 use super::{Failure, FetchOptions, Origin};
 use crate::interrupt::{self, Interrupt};
 use camino::{Utf8Path, Utf8PathBuf};
-use std::io::Read;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Fetch `origin`'s file from the Debian source package `package` into the
 /// cache, verified; the path it has there.
@@ -97,9 +96,7 @@ fn run_apt_source(
     stop: &Interrupt,
     deadline: Instant,
 ) -> Result<AptOutput, AptError> {
-    use std::os::unix::process::CommandExt;
-    use std::process::{Command, Stdio};
-    let mut cmd = Command::new("apt-get");
+    let mut cmd = std::process::Command::new("apt-get");
     // As root, apt drops to the `_apt` user, which cannot write into our
     // private temporary directory; it then warns and downloads as root anyway.
     // SAFETY: geteuid(2) has no preconditions and touches no memory.
@@ -108,60 +105,20 @@ fn run_apt_source(
     }
     cmd.args(["source", "--download-only", package])
         .current_dir(dir)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => AptError::Missing,
-        _ => AptError::Io(e),
-    })?;
-    let collect = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let mut bytes = Vec::new();
-                let _ = r.read_to_end(&mut bytes);
-                s = String::from_utf8_lossy(&bytes).into_owned();
+        .env("LC_ALL", "C");
+    let got =
+        interrupt::run_captured(&mut cmd, Some(stop), Some(deadline)).map_err(|e| match e {
+            interrupt::Stopped::Interrupted => AptError::Interrupted,
+            interrupt::Stopped::Deadline => AptError::Deadline,
+            interrupt::Stopped::Io(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                AptError::Missing
             }
-            s
-        })
-    };
-    let out = collect(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = collect(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => return Err(AptError::Io(e)),
-        }
-        if stop.is_set() {
-            interrupt::kill_group(child.id());
-            let _ = child.wait();
-            return Err(AptError::Interrupted);
-        }
-        if Instant::now() > deadline {
-            interrupt::kill_group(child.id());
-            let _ = child.wait();
-            return Err(AptError::Deadline);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut output = out.join().unwrap_or_default();
-    output.push_str(&err.join().unwrap_or_default());
+            interrupt::Stopped::Io(e) => AptError::Io(e),
+        })?;
+    let mut output = String::from_utf8_lossy(&got.stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&got.stderr));
     Ok(AptOutput {
-        success: status.success(),
+        success: got.status.success(),
         output,
     })
 }

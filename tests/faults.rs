@@ -1,0 +1,1083 @@
+//! The fault suite: every safety promise of ARCHITECTURE.md and
+//! docs/security.md, attacked. Each test builds its hostile input itself
+//! (scripts, packages, archives, servers on 127.0.0.1) in a fresh temporary
+//! project; nothing needs a cross compiler, QEMU or a kernel, so the whole
+//! suite runs in seconds.
+
+use crate::http_server::{HttpServer, Route};
+use crate::util::TestProject;
+use camino::{Utf8Path, Utf8PathBuf};
+use rhbuild::checksum::{Expected, sha256_bytes};
+use rhbuild::fetch::{FetchOptions, Origin, OriginKind, SourceCache, SourceSpec};
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// A project with a target `t`, a host-tools stage whose airlock holds a
+/// few shell tools, and whatever the test writes next.
+fn project() -> TestProject {
+    let p = TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "scripts/host-tools.rhai",
+        r#"export const output = "host";
+export const tools = true;
+ctx.host_tools(["sh", "bash", "cat", "touch", "sleep", "setsid", "echo", "ls", "mkdir", "head", "ln", "rm", "true", "chmod", "printf"]);
+"#,
+    );
+    p
+}
+
+/// A directory outside the project and the build directory, with a file
+/// the attacks aim at; it must look the same afterwards.
+struct Outside {
+    _tmp: tempfile::TempDir,
+    dir: Utf8PathBuf,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+        std::fs::write(dir.join("victim"), "untouched\n").unwrap();
+        Outside { _tmp: tmp, dir }
+    }
+
+    fn listing(&self) -> Vec<String> {
+        crate::util::listing(&self.dir)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn assert_untouched(&self) {
+        assert_eq!(
+            self.listing(),
+            vec!["victim".to_string()],
+            "something appeared outside"
+        );
+        assert_eq!(
+            std::fs::read_to_string(self.dir.join("victim")).unwrap(),
+            "untouched\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(self.dir.join("victim"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o644, "the victim's mode changed");
+    }
+}
+
+/// Assert that `text` (a command's output) contains `what`, showing it
+/// otherwise.
+fn says(text: &str, what: &str) {
+    assert!(text.contains(what), "expected {what:?} in:\n{text}");
+}
+
+/// An action script (no `output`) that runs `body` with `ctx`, for
+/// attacks through the script primitives.
+fn run_action(p: &TestProject, body: &str) -> crate::util::Output {
+    p.write("scripts/attack.rhai", body);
+    p.rhbuild(&["run", "scripts/attack.rhai", "--arch", "t"])
+        .output()
+}
+
+// ---------------------------------------------------------------------------
+// Confined primitives: paths a script gives
+
+#[test]
+fn every_file_primitive_refuses_dotdot_out_of_the_build_directory() {
+    let out = Outside::new();
+    std::fs::set_permissions(
+        out.dir.join("victim"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let p = project();
+    // The build directory's parent is the project; `../../outside` climbs
+    // from it to the outside directory through the project's parent.
+    let rel_out = pathdiff(&p.root.join("build"), &out.dir);
+    let esc = format!("${{ctx.build_dir}}/{rel_out}");
+    let attacks = [
+        format!(r#"ctx.write(`{esc}/new`, "x");"#),
+        format!(r#"ctx.write(`{esc}/victim`, "overwritten");"#),
+        format!(r#"ctx.mkdir(`{esc}/newdir`);"#),
+        format!(r#"ctx.copy(ctx.project_file("scripts/attack.rhai"), `{esc}/copied`);"#),
+        format!(r#"ctx.remove(`{esc}/victim`);"#),
+        format!(r#"ctx.chmod(`{esc}/victim`, 0o777);"#),
+        format!(r#"ctx.symlink("/etc/passwd", `{esc}/link`);"#),
+        format!(r#"print(ctx.read(`{esc}/victim`));"#),
+        format!(r#"print(ctx.list(`{esc}`));"#),
+        format!(r#"print(ctx.exists(`{esc}/victim`));"#),
+        format!(r#"print(ctx.file_size(`{esc}/victim`));"#),
+        format!(r#"ctx.dir(`{esc}`);"#),
+        format!(r#"ctx.dir(ctx.build_dir).dir(`{rel_out}/d`);"#),
+        format!(
+            r#"ctx.mkdir(`${{ctx.build_dir}}/w`); ctx.write(`${{ctx.build_dir}}/w/.config`, "CONFIG_A=y\n"); ctx.dir(`${{ctx.build_dir}}/w`).kconfig_set(`../{rel_out}/victim`, #{{ A: true }});"#
+        ),
+        format!(r#"print(ctx.read("{}/victim"));"#, out.dir),
+        format!(r#"ctx.write("{}/new", "x");"#, out.dir),
+    ];
+    for a in &attacks {
+        let o = run_action(&p, a);
+        assert!(
+            !o.status.success(),
+            "not refused: {a}\n{}{}",
+            o.stdout,
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains("outside"),
+            "{a}: the error should say the path leads outside:\n{}",
+            o.stderr
+        );
+        assert!(
+            !o.stdout.contains("untouched"),
+            "{a} read the victim:\n{}",
+            o.stdout
+        );
+        out.assert_untouched();
+    }
+}
+
+/// A relative path from `from` to `to` made of `..` and names.
+fn pathdiff(from: &Utf8Path, to: &Utf8Path) -> String {
+    let f: Vec<_> = from.components().collect();
+    let t: Vec<_> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); f.len() - common];
+    parts.extend(t[common..].iter().map(|c| c.as_str().to_string()));
+    parts.join("/")
+}
+
+#[test]
+fn a_link_a_script_made_is_never_written_or_read_through() {
+    let out = Outside::new();
+    let p = project();
+    for (link_target, what) in [
+        (out.dir.to_string(), "absolute"),
+        (pathdiff(&p.root.join("build"), &out.dir), "relative"),
+    ] {
+        for attack in [
+            r#"ctx.write(`${ctx.build_dir}/l/new`, "x");"#,
+            r#"ctx.write(`${ctx.build_dir}/l/victim`, "x");"#,
+            r#"ctx.remove(`${ctx.build_dir}/l/victim`);"#,
+            r#"ctx.chmod(`${ctx.build_dir}/l/victim`, 0o777);"#,
+            r#"print(ctx.read(`${ctx.build_dir}/l/victim`));"#,
+            r#"ctx.mkdir(`${ctx.build_dir}/l/sub`);"#,
+            r#"ctx.copy(ctx.project_file("scripts/attack.rhai"), `${ctx.build_dir}/l/copied`);"#,
+        ] {
+            let body = format!(
+                "ctx.remove(`${{ctx.build_dir}}/l`);\nctx.symlink(\"{link_target}\", `${{ctx.build_dir}}/l`);\n{attack}\n"
+            );
+            let o = run_action(&p, &body);
+            assert!(
+                !o.status.success(),
+                "{what} link: not refused: {attack}\n{}",
+                o.stderr
+            );
+            assert!(!o.stdout.contains("untouched"), "{attack}");
+            out.assert_untouched();
+        }
+        // Removing the link itself is fine and leaves its target alone.
+        let o = run_action(&p, "ctx.remove(`${ctx.build_dir}/l`);");
+        assert!(o.status.success(), "{}", o.stderr);
+        out.assert_untouched();
+    }
+}
+
+#[test]
+fn chains_of_links_and_links_to_links_stay_confined() {
+    let out = Outside::new();
+    let p = project();
+    // a -> b -> c -> outside: each hop is a link the script made.
+    let body = format!(
+        r#"ctx.mkdir(`${{ctx.build_dir}}/x`);
+ctx.symlink("{}", `${{ctx.build_dir}}/x/c`);
+ctx.symlink("c", `${{ctx.build_dir}}/x/b`);
+ctx.symlink("x/b", `${{ctx.build_dir}}/a`);
+ctx.write(`${{ctx.build_dir}}/a/new`, "x");
+"#,
+        out.dir
+    );
+    let o = run_action(&p, &body);
+    assert!(!o.status.success());
+    says(&o.stderr, "outside");
+    out.assert_untouched();
+    // A chain that stays inside is followed.
+    let body = r#"ctx.mkdir(`${ctx.build_dir}/in/real`);
+ctx.symlink("real", `${ctx.build_dir}/in/one`);
+ctx.symlink("in/one", `${ctx.build_dir}/two`);
+ctx.write(`${ctx.build_dir}/two/f`, "inside");
+print(ctx.read(`${ctx.build_dir}/in/real/f`));
+"#;
+    let o = run_action(&p, body);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert!(o.stdout.contains("inside"));
+}
+
+#[test]
+fn an_overlay_holding_a_link_out_is_copied_as_a_link_and_not_followed() {
+    let out = Outside::new();
+    let p = project();
+    let overlay = tempfile::tempdir().unwrap();
+    let ov = Utf8Path::from_path(overlay.path()).unwrap();
+    std::fs::create_dir_all(ov.join("etc")).unwrap();
+    std::fs::write(ov.join("etc/motd"), "hello\n").unwrap();
+    std::os::unix::fs::symlink(&out.dir, ov.join("escape")).unwrap();
+    std::os::unix::fs::symlink(out.dir.join("victim"), ov.join("victim")).unwrap();
+    let body = r#"let root = `${ctx.build_dir}/root`;
+ctx.mkdir(root);
+ctx.copy(ctx.setting("MY_ROOT_OVERLAY"), root);
+print(ctx.read(`${root}/etc/motd`));
+ctx.write(`${root}/escape/new`, "x");
+"#;
+    p.write("scripts/attack.rhai", body);
+    let o = p
+        .rhbuild(&["run", "scripts/attack.rhai", "--arch", "t"])
+        .env("MY_ROOT_OVERLAY", ov.as_str())
+        .output();
+    assert!(o.stdout.contains("hello"), "{}{}", o.stdout, o.stderr);
+    assert!(
+        !o.status.success(),
+        "writing through the overlay's link was not refused"
+    );
+    let copied = p.root.join("build/root/escape");
+    assert!(copied.is_symlink(), "the link was not copied as a link");
+    // Reading through the copied link is refused too.
+    let o = run_action(&p, "print(ctx.read(`${ctx.build_dir}/root/victim`));");
+    assert!(!o.status.success());
+    assert!(!o.stdout.contains("untouched"));
+    out.assert_untouched();
+}
+
+#[test]
+fn project_files_that_link_out_are_not_read() {
+    let out = Outside::new();
+    let p = project();
+    std::os::unix::fs::symlink(out.dir.join("victim"), p.root.join("targets/t/secret")).unwrap();
+    let o = run_action(&p, r#"print(ctx.read(ctx.target_file("secret")));"#);
+    assert!(!o.status.success());
+    assert!(!o.stdout.contains("untouched"), "{}", o.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// The sandboxed airlock
+
+/// A package whose build runs `argv` (a Rhai array literal) in a work
+/// directory, and a stage that builds it.
+fn package_running(p: &TestProject, argv: &str) {
+    p.write(
+        "packages/evil.rhai",
+        &format!(
+            r#"export const name = "evil";
+export const version = "1";
+export const sources = [ #{{ url: "http://127.0.0.1:1/evil-1.tar.gz", sha256: "{}" }} ];
+fn build(ctx) {{
+    let w = ctx.work_dir("evil");
+    w.run({argv});
+}}
+"#,
+            "0".repeat(64)
+        ),
+    );
+    p.write(
+        "scripts/victim-stage.rhai",
+        "export const output = \"victim-stage\";\nctx.stage(\"host-tools\");\nctx.build(\"evil\");\n",
+    );
+}
+
+fn run_stage(p: &TestProject) -> crate::util::Output {
+    p.rhbuild(&["run", "scripts/victim-stage.rhai", "--arch", "t"])
+        .output()
+}
+
+#[test]
+fn a_build_command_cannot_write_outside_the_build_directory() {
+    let out = Outside::new();
+    let p = project();
+    let marker = format!("/tmp/rhbuild-fault-{}", std::process::id());
+    for target in [
+        marker.clone(),
+        out.dir.join("new").to_string(),
+        out.dir.join("victim").to_string(),
+        p.root.join("scripts/planted").to_string(),
+    ] {
+        package_running(&p, &format!(r#"["sh", "-c", "echo pwned > {target}"]"#));
+        let o = run_stage(&p);
+        assert!(
+            !o.status.success(),
+            "writing {target} was not refused:\n{}",
+            o.stderr
+        );
+        says(&o.stderr, "package `evil`");
+        says(&o.stderr, "Permission denied");
+        assert!(
+            !Utf8Path::new(&target).exists() || target.ends_with("victim"),
+            "{target} appeared"
+        );
+        out.assert_untouched();
+        assert!(
+            !p.root.join("build/t/victim-stage").exists(),
+            "a failed stage looks finished"
+        );
+    }
+    assert!(!Utf8Path::new(&marker).exists());
+}
+
+#[test]
+fn a_build_command_reaches_no_network_not_even_loopback() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let p = project();
+    package_running(
+        &p,
+        &format!(r#"["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"]"#),
+    );
+    let o = run_stage(&p);
+    assert!(
+        !o.status.success(),
+        "the connection was not refused:\n{}",
+        o.stderr
+    );
+    says(&o.stderr, "package `evil`");
+    assert!(
+        listener.accept().is_err(),
+        "the listener on 127.0.0.1 got a connection"
+    );
+}
+
+#[test]
+fn a_program_named_by_path_outside_the_build_directory_and_project_is_refused() {
+    let p = project();
+    for argv in [
+        r#"["/bin/sh", "-c", "true"]"#,
+        r#"["/usr/bin/head", "/etc/shadow"]"#,
+    ] {
+        package_running(&p, argv);
+        let o = run_stage(&p);
+        assert!(!o.status.success(), "{argv} ran:\n{}", o.stderr);
+        says(&o.stderr, "is named by path for package `evil`");
+        says(&o.stderr, "bare name");
+    }
+    // A script of the package's own work directory, named by path, runs.
+    package_running(
+        &p,
+        r#"["sh", "-c", "printf '#!/bin/sh\necho ran-it\n' > run.sh && chmod +x run.sh"]); w.run(["./run.sh"]"#,
+    );
+    let o = run_stage(&p);
+    assert!(o.status.success(), "{}", o.stderr);
+}
+
+#[test]
+fn a_command_cannot_replace_the_airlocks_path() {
+    let p = project();
+    p.write(
+        "packages/evil.rhai",
+        &format!(
+            r#"export const name = "evil";
+export const version = "1";
+export const sources = [ #{{ url: "http://127.0.0.1:1/evil-1.tar.gz", sha256: "{}" }} ];
+fn build(ctx) {{
+    ctx.work_dir("evil").run(["sh", "-c", "true"], #{{ PATH: "/usr/bin:/bin" }});
+}}
+"#,
+            "0".repeat(64)
+        ),
+    );
+    p.write(
+        "scripts/victim-stage.rhai",
+        "export const output = \"victim-stage\";\nctx.stage(\"host-tools\");\nctx.build(\"evil\");\n",
+    );
+    let o = run_stage(&p);
+    assert!(!o.status.success());
+    says(&o.stderr, "sets `PATH`");
+}
+
+#[test]
+fn nothing_a_command_started_outlives_it() {
+    let p = project();
+    let tag = 424242 + std::process::id() % 1000;
+    package_running(
+        &p,
+        &format!(
+            r#"["sh", "-c", "setsid sleep {tag} < /dev/null > /dev/null 2>&1 & echo started"]"#
+        ),
+    );
+    let o = run_stage(&p);
+    assert!(o.status.success(), "{}", o.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    let ps = Command::new("pgrep")
+        .args(["-f", &format!("sleep {tag}")])
+        .output()
+        .unwrap();
+    assert!(
+        ps.stdout.is_empty(),
+        "a daemon survived its command: {}",
+        String::from_utf8_lossy(&ps.stdout)
+    );
+}
+
+#[test]
+fn a_partial_sandbox_is_said_and_recorded_and_require_fails_clearly() {
+    let p = project();
+    package_running(&p, r#"["true"]"#);
+    let o = p
+        .rhbuild(&["run", "scripts/victim-stage.rhai", "--arch", "t"])
+        .env("RHBUILD_SANDBOX_DENY", "netns")
+        .output();
+    assert!(o.status.success(), "{}", o.stderr);
+    says(&o.stderr, "partial sandbox");
+    says(&o.stderr, "no network namespace");
+    let m = p.read("build/t/victim-stage/manifest.json");
+    assert!(m.contains("\"sandbox\": \"partial:"), "{m}");
+    // Landlock ABI 2: said as such.
+    std::fs::remove_dir_all(p.root.join("build/t")).unwrap();
+    let o = p
+        .rhbuild(&["run", "scripts/victim-stage.rhai", "--arch", "t"])
+        .env("RHBUILD_SANDBOX_ABI", "2")
+        .output();
+    says(&o.stderr, "truncate(2)");
+    std::fs::remove_dir_all(p.root.join("build/t")).unwrap();
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/victim-stage.rhai",
+            "--arch",
+            "t",
+            "--sandbox",
+            "require",
+        ])
+        .env("RHBUILD_SANDBOX_DENY", "landlock")
+        .output();
+    assert!(!o.status.success());
+    says(&o.stderr, "cannot be fully enforced");
+    says(&o.stderr, "no Landlock");
+    assert!(!p.root.join("build/t/victim-stage").exists());
+    // A full sandbox says nothing and records "full".
+    let o = run_stage(&p);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert!(!o.stderr.contains("sandbox"), "{}", o.stderr);
+    let m = p.read("build/t/victim-stage/manifest.json");
+    assert!(m.contains("\"sandbox\": \"full:"), "{m}");
+}
+
+// ---------------------------------------------------------------------------
+// Bounded inputs: downloads
+
+fn spec_for(url: String, data: &[u8], size: Option<u64>) -> SourceSpec {
+    SourceSpec {
+        package: "pkg".into(),
+        origins: vec![Origin {
+            kind: OriginKind::Url(url),
+            mirrors: vec![],
+            expected: Expected {
+                sha1: None,
+                sha256: Some(sha256_bytes(data)),
+            },
+            size,
+        }],
+    }
+}
+
+fn cache_dir() -> (tempfile::TempDir, Utf8PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let p = Utf8PathBuf::from_path_buf(t.path().join("cache")).unwrap();
+    (t, p)
+}
+
+fn cache_files(dir: &Utf8Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n != ".locks")
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_endless_body_stops_at_the_origins_size_and_leaves_nothing() {
+    let server = HttpServer::start();
+    server.route("/pkg-1.tar.gz", Route::Endless);
+    let (_t, dir) = cache_dir();
+    let cache = SourceCache::new(dir.clone());
+    let data = b"the real file, 158 bytes long or so";
+    let opts = FetchOptions {
+        retry_delay: Duration::ZERO,
+        ..FetchOptions::default()
+    };
+    let e = cache
+        .fetch(
+            &spec_for(server.url("/pkg-1.tar.gz"), data, Some(data.len() as u64)),
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than the"), "{e}");
+    assert!(cache_files(&dir).is_empty(), "{:?}", cache_files(&dir));
+    // Without a size, FETCH_MAX_BYTES (here 1 MiB) bounds it.
+    let opts = FetchOptions {
+        max_bytes: 1 << 20,
+        ..opts
+    };
+    let e = cache
+        .fetch(
+            &spec_for(server.url("/pkg-1.tar.gz"), data, None),
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than the 1048576 bytes"), "{e}");
+    assert!(cache_files(&dir).is_empty());
+}
+
+#[test]
+fn a_trickling_server_meets_the_deadline() {
+    let server = HttpServer::start();
+    let data = vec![7u8; 4096];
+    server.route(
+        "/pkg-1.tar.gz",
+        Route::Trickle(data.clone(), Duration::from_millis(200)),
+    );
+    let (_t, dir) = cache_dir();
+    let cache = SourceCache::new(dir.clone());
+    let opts = FetchOptions {
+        retry_delay: Duration::ZERO,
+        stall_timeout: Duration::from_secs(5),
+        deadline: Duration::from_secs(2),
+        ..FetchOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let e = cache
+        .fetch(
+            &spec_for(server.url("/pkg-1.tar.gz"), &data, None),
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("FETCH_DEADLINE"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(cache_files(&dir).is_empty(), "{:?}", cache_files(&dir));
+}
+
+#[test]
+fn a_link_planted_in_the_cache_is_not_a_cached_file_and_not_followed() {
+    let out = Outside::new();
+    let server = HttpServer::start();
+    let data = b"good contents".to_vec();
+    server.route("/pkg-1.tar.gz", Route::Bytes(data.clone()));
+    let (_t, dir) = cache_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // The cached name is a link to a file outside that happens to match.
+    std::fs::write(out.dir.join("pkg-1.tar.gz"), &data).unwrap();
+    std::os::unix::fs::symlink(out.dir.join("pkg-1.tar.gz"), dir.join("pkg-1.tar.gz")).unwrap();
+    let cache = SourceCache::new(dir.clone());
+    let got = cache
+        .fetch(
+            &spec_for(server.url("/pkg-1.tar.gz"), &data, None),
+            &FetchOptions::default(),
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(
+        got.from,
+        server.url("/pkg-1.tar.gz"),
+        "the planted link was taken as cached"
+    );
+    assert!(!dir.join("pkg-1.tar.gz").is_symlink());
+    assert_eq!(std::fs::read(out.dir.join("pkg-1.tar.gz")).unwrap(), data);
+}
+
+// ---------------------------------------------------------------------------
+// Bounded inputs: archives
+
+fn write_tar_gz(path: &Utf8Path, build: impl FnOnce(&mut tar::Builder<Vec<u8>>)) {
+    let mut b = tar::Builder::new(Vec::new());
+    build(&mut b);
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&tar).unwrap();
+    std::fs::write(path, gz.finish().unwrap()).unwrap();
+}
+
+fn add_file(b: &mut tar::Builder<Vec<u8>>, name: &str, size: u64, data: &mut dyn std::io::Read) {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, name, data).unwrap();
+}
+
+#[test]
+fn a_decompression_bomb_stops_at_the_ratio_cap_and_leaves_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let base = Utf8Path::from_path(t.path()).unwrap();
+    let archive = base.join("bomb.tar.gz");
+    // 512 MiB of zeros gzip to about half a MiB.
+    write_tar_gz(&archive, |b| {
+        add_file(
+            b,
+            "top/zeros",
+            512 << 20,
+            &mut std::io::repeat(0).take_bytes(512 << 20),
+        );
+    });
+    let root = rhbuild::confine::Root::create(&base.join("out")).unwrap();
+    let e =
+        rhbuild::extract::extract_in(&archive, &root, Utf8Path::new("tree"), &Default::default())
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("decompression bomb"), "{e}");
+    assert!(e.contains("EXTRACT_MAX_RATIO"), "{e}");
+    assert_eq!(crate::util::listing(&base.join("out")), "");
+}
+
+trait TakeBytes: std::io::Read + Sized {
+    fn take_bytes(self, n: u64) -> std::io::Take<Self> {
+        self.take(n)
+    }
+}
+impl<R: std::io::Read> TakeBytes for R {}
+
+#[test]
+fn too_many_entries_or_bytes_stop_the_extraction() {
+    let t = tempfile::tempdir().unwrap();
+    let base = Utf8Path::from_path(t.path()).unwrap();
+    let archive = base.join("many.tar.gz");
+    write_tar_gz(&archive, |b| {
+        for i in 0..200 {
+            add_file(
+                b,
+                &format!("top/f{i}"),
+                1000,
+                &mut std::io::repeat(b'x').take_bytes(1000),
+            );
+        }
+    });
+    let root = rhbuild::confine::Root::create(&base.join("out")).unwrap();
+    let mut opts = rhbuild::extract::Options::default();
+    opts.limits.max_entries = 100;
+    let e = rhbuild::extract::extract_in(&archive, &root, Utf8Path::new("a"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("100 entries") && e.contains("EXTRACT_MAX_ENTRIES"),
+        "{e}"
+    );
+    let mut opts = rhbuild::extract::Options::default();
+    opts.limits.max_bytes = 50_000;
+    let e = rhbuild::extract::extract_in(&archive, &root, Utf8Path::new("b"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("50000 bytes") && e.contains("EXTRACT_MAX_BYTES"),
+        "{e}"
+    );
+    assert_eq!(crate::util::listing(&base.join("out")), "");
+    // Within the limits it extracts.
+    rhbuild::extract::extract_in(&archive, &root, Utf8Path::new("c"), &Default::default()).unwrap();
+    assert!(base.join("out/c/f199").is_file());
+}
+
+#[test]
+fn a_link_made_under_a_path_an_earlier_entry_made_a_link_cannot_lead_out() {
+    // `a/b -> ..` is harmless where it stands; `a -> .` then makes `a/b`
+    // sit at the top, where `..` leaves. And the other order: `a -> .`
+    // first, then `a/b -> ..` written through it.
+    let t = tempfile::tempdir().unwrap();
+    let base = Utf8Path::from_path(t.path()).unwrap();
+    let link = |b: &mut tar::Builder<Vec<u8>>, name: &str, target: &str| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, name, target).unwrap();
+    };
+    for (i, order) in [[("a/b", ".."), ("a", ".")], [("a", "."), ("a/b", "..")]]
+        .iter()
+        .enumerate()
+    {
+        let archive = base.join(format!("chain{i}.tar.gz"));
+        write_tar_gz(&archive, |b| {
+            for (n, t) in order {
+                link(b, n, t);
+            }
+            add_file(b, "other", 1, &mut std::io::repeat(b'x').take_bytes(1));
+        });
+        let root = rhbuild::confine::Root::create(&base.join(format!("out{i}"))).unwrap();
+        let r = rhbuild::extract::extract_in(
+            &archive,
+            &root,
+            Utf8Path::new("tree"),
+            &Default::default(),
+        );
+        assert!(r.is_err(), "order {order:?} extracted");
+        assert_eq!(crate::util::listing(&base.join(format!("out{i}"))), "");
+    }
+}
+
+#[test]
+fn the_sticky_bit_survives_extraction_and_set_id_bits_do_not() {
+    let t = tempfile::tempdir().unwrap();
+    let base = Utf8Path::from_path(t.path()).unwrap();
+    let archive = base.join("modes.tar.gz");
+    write_tar_gz(&archive, |b| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        h.set_mode(0o1777);
+        b.append_data(&mut h, "top/tmp", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(1);
+        h.set_mode(0o6755);
+        b.append_data(&mut h, "top/suid", &b"x"[..]).unwrap();
+    });
+    rhbuild::extract::extract(&archive, &base.join("tree")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| {
+        std::fs::metadata(base.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(mode("tree/tmp"), 0o1777);
+    assert_eq!(mode("tree/suid"), 0o755);
+}
+
+// ---------------------------------------------------------------------------
+// Locked trees and interrupts
+
+/// A stage that takes a while (a command sleeping in the airlock), so a
+/// second run or a signal finds it mid-way.
+fn slow_stage(p: &TestProject, seconds: &str) {
+    p.write(
+        "scripts/slow.rhai",
+        &format!(
+            "export const output = \"slow\";\nctx.stage(\"host-tools\");\nctx.dir(ctx.out).run([\"sleep\", \"{seconds}\"]);\nctx.write(`${{ctx.out}}/done`, \"yes\");\n"
+        ),
+    );
+}
+
+fn spawn_run(p: &TestProject, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rhbuild"))
+        .args(args)
+        .current_dir(&p.root)
+        .env("NO_COLOR", "1")
+        .env("TOOLCHAIN", "debian")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_for(path: &Utf8Path) {
+    for _ in 0..400 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{path} never appeared");
+}
+
+#[test]
+fn two_runs_on_one_build_directory_both_end_correct() {
+    let p = project();
+    slow_stage(&p, "1");
+    let first = spawn_run(&p, &["run", "scripts/slow.rhai", "--arch", "t"]);
+    wait_for(&p.root.join("build/.lock"));
+    std::thread::sleep(Duration::from_millis(200));
+    // --no-wait refuses at once, naming the holder.
+    let o = p
+        .rhbuild(&["run", "scripts/slow.rhai", "--arch", "t", "--no-wait"])
+        .output();
+    assert!(!o.status.success());
+    assert!(
+        o.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        o.stderr
+    );
+    says(&o.stderr, "rhbuild run scripts/slow.rhai");
+    // Without it, the second waits, says so, and then finds the stage done.
+    let second = p
+        .rhbuild(&["run", "scripts/slow.rhai", "--arch", "t"])
+        .output();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(second.status.success(), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("waiting for the build directory"),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        second.stdout.contains("slow (t): up to date"),
+        "{}",
+        second.stdout
+    );
+    assert_eq!(p.read("build/t/slow/done"), "yes");
+}
+
+fn interrupt(child: &std::process::Child) {
+    // SAFETY: signalling a child we started.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+}
+
+#[test]
+fn sigint_while_a_command_runs_exits_130_and_leaves_nothing_finished() {
+    let p = project();
+    slow_stage(&p, "30");
+    interrupted_run(&p, "slow", &p.root.join("build/t/logs/slow.log"));
+    assert!(!p.root.join("build/t/slow").exists());
+    let left = parts_left(&p.root.join("build/t"));
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// Run `scripts/NAME.rhai`, send SIGINT once `marker` exists (and a
+/// moment later), and require exit status 130.
+fn interrupted_run(p: &TestProject, name: &str, marker: &Utf8Path) {
+    let child = spawn_run(p, &["run", &format!("scripts/{name}.rhai"), "--arch", "t"]);
+    wait_for(marker);
+    std::thread::sleep(Duration::from_millis(500));
+    interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The `.part` names below `dir`.
+fn parts_left(dir: &Utf8Path) -> Vec<String> {
+    crate::util::listing(dir)
+        .lines()
+        .filter(|l| l.contains(".part"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn sigint_during_an_action_exits_130() {
+    let p = project();
+    p.write(
+        "scripts/act.rhai",
+        "ctx.stage(\"host-tools\");\nctx.dir(ctx.build_dir).run([\"sleep\", \"30\"]);\n",
+    );
+    interrupted_run(&p, "act", &p.root.join("build/t/logs/act.log"));
+}
+
+#[test]
+fn sigint_during_a_download_exits_130_and_leaves_no_part_file() {
+    let server = HttpServer::start();
+    server.route("/pkg-1.tar.gz", Route::Stall(vec![0; 1000]));
+    let p = project();
+    p.write(
+        "packages/pkg.rhai",
+        &format!(
+            "export const name = \"pkg\";\nexport const version = \"1\";\nexport const sources = [ #{{ url: \"{}\", sha256: \"{}\" }} ];\n",
+            server.url("/pkg-1.tar.gz"),
+            "1".repeat(64)
+        ),
+    );
+    p.write("scripts/get.rhai", "ctx.fetch([\"pkg\"]);\n");
+    let child = spawn_run(&p, &["run", "scripts/get.rhai", "--arch", "t"]);
+    for _ in 0..200 {
+        if server.hits("/pkg-1.tar.gz") > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        cache_files(&p.root.join("build/cache"))
+            .iter()
+            .all(|f| f.ends_with(".verified")),
+        "{:?}",
+        cache_files(&p.root.join("build/cache"))
+    );
+}
+
+#[test]
+fn sigint_during_extraction_and_copying_leaves_nothing_that_looks_finished() {
+    let p = project();
+    // A source tree big enough to take a moment to unpack and to copy.
+    let src = tempfile::tempdir().unwrap();
+    let srcp = Utf8Path::from_path(src.path()).unwrap();
+    let archive = srcp.join("big-1.tar.gz");
+    write_tar_gz(&archive, |b| {
+        for i in 0..3000 {
+            add_file(
+                b,
+                &format!("big-1/d{}/f{i}", i % 30),
+                20_000,
+                &mut std::io::repeat(b'a').take_bytes(20_000),
+            );
+        }
+    });
+    p.write(
+        "packages/big.rhai",
+        &format!(
+            "export const name = \"big\";\nexport const version = \"1\";\nexport const sources = [ #{{ url: \"http://127.0.0.1:1/big-1.tar.gz\", sha256: \"{}\" }} ];\nfn build(ctx) {{ let w = ctx.setup(); let w2 = ctx.setup(); let w3 = ctx.setup(); }}\n",
+            "0".repeat(64)
+        ),
+    );
+    p.write(
+        "scripts/big-stage.rhai",
+        "export const output = \"big-stage\";\nctx.build(\"big\");\n",
+    );
+    for delay in [50u64, 400, 900] {
+        let child = spawn_run(
+            &p,
+            &[
+                "run",
+                "scripts/big-stage.rhai",
+                "--arch",
+                "t",
+                "--source",
+                &format!("big={archive}"),
+            ],
+        );
+        std::thread::sleep(Duration::from_millis(delay));
+        interrupt(&child);
+        let o = child.wait_with_output().unwrap();
+        let code = o.status.code();
+        if code == Some(0) {
+            // Too late: it finished; then it must be complete.
+            assert!(p.root.join("build/t/big-stage/manifest.json").is_file());
+            std::fs::remove_dir_all(p.root.join("build")).unwrap();
+            continue;
+        }
+        assert_eq!(code, Some(130), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(!p.root.join("build/t/big-stage").exists());
+        // The next run sweeps what was left and builds.
+        let o = p
+            .rhbuild(&[
+                "run",
+                "scripts/big-stage.rhai",
+                "--arch",
+                "t",
+                "--source",
+                &format!("big={archive}"),
+            ])
+            .output();
+        assert!(o.status.success(), "{}", o.stderr);
+        let parts = parts_left(&p.root.join("build"));
+        assert!(parts.is_empty(), "{parts:?}");
+        std::fs::remove_dir_all(p.root.join("build")).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Malformed scripts and configs
+
+#[test]
+fn a_malformed_script_is_named_with_file_and_line() {
+    let p = project();
+    p.write("scripts/bad.rhai", "let x = ;\n");
+    let o = p
+        .rhbuild(&["run", "scripts/bad.rhai", "--arch", "t"])
+        .output();
+    assert!(!o.status.success());
+    says(&o.stderr, "scripts/bad.rhai:1:");
+}
+
+#[test]
+fn check_reports_every_malformed_miniconfig_line() {
+    let p = project();
+    p.write(
+        "targets/t/linux.config",
+        "CONFIG_PRINTK=y\nCONFIG_MMU=yes\ngarbage\nCONFIG_OK=\"fine\"\n",
+    );
+    let o = p.rhbuild(&["check"]).output();
+    assert!(!o.status.success());
+    says(&o.stderr, "targets/t/linux.config:2:12");
+    says(&o.stderr, "targets/t/linux.config:3:1");
+    says(&o.stdout, "2 problems");
+}
+
+#[test]
+fn check_names_symbols_the_kernel_does_not_declare() {
+    let p = project();
+    let tree = tempfile::tempdir().unwrap();
+    let tp = Utf8Path::from_path(tree.path()).unwrap();
+    std::fs::write(
+        tp.join("Kconfig"),
+        "config PRINTK\n\tbool \"printk\"\nsource \"arch/Kconfig\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(tp.join("arch")).unwrap();
+    std::fs::write(tp.join("arch/Kconfig"), "menuconfig MMU\n\tbool\n").unwrap();
+    p.write(
+        "targets/t/linux.config",
+        "CONFIG_PRINTK=y\nCONFIG_MMU=y\nCONFIG_PRINTKK=y\n",
+    );
+    let o = p.rhbuild(&["check", "--kernel", tp.as_str()]).output();
+    assert!(!o.status.success());
+    says(&o.stderr, "`CONFIG_PRINTKK` is declared by no Kconfig file");
+    says(&o.stderr, "targets/t/linux.config:3:8");
+    says(&o.stdout, "1 problem");
+}
+
+// ---------------------------------------------------------------------------
+// Disk full
+
+#[test]
+fn a_full_disk_fails_clearly_and_leaves_nothing_that_looks_finished() {
+    crate::util::require_tool("unshare", "util-linux");
+    let p = project();
+    p.write(
+        "scripts/fill.rhai",
+        "export const output = \"fill\";\nctx.stage(\"host-tools\");\nctx.dir(ctx.out).run([\"sh\", \"-c\", \"head -c 4000000 /dev/zero > big\"]);\n",
+    );
+    // The build directory on a 2 MiB tmpfs, in a mount namespace of the
+    // test's own (a user namespace makes that possible without root).
+    let build = p.root.join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=2m none {build} && {} run scripts/fill.rhai --arch t",
+        env!("CARGO_BIN_EXE_rhbuild")
+    );
+    let mut cmd = Command::new("unshare");
+    if unsafe { libc::geteuid() } != 0 {
+        cmd.args(["--user", "--map-root-user"]);
+    }
+    let o = cmd
+        .args(["--mount", "sh", "-c", &script])
+        .current_dir(&p.root)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains("`fill`") || stderr.contains("package `fill`"),
+        "{stderr}"
+    );
+}
