@@ -15,7 +15,7 @@ cd "$here"
 cargo build --quiet --release
 rh=${CARGO_TARGET_DIR:-$here/target}/release/rhbuild
 # The matrix wraps Debian's cross compilers unless TOOLCHAIN says otherwise.
-export TOOLCHAIN=${TOOLCHAIN:-debian}
+export RHBUILD_SET_TOOLCHAIN=${TOOLCHAIN:-debian}
 src="--source linux=/usr/src/linux-source-6.1.tar.xz"
 cpus=$(nproc)
 "$rh" fetch busybox musl >/dev/null

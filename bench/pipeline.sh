@@ -16,7 +16,7 @@ src="--source linux=/usr/src/linux-source-6.1.tar.xz"
 dir=build/bench-$arch
 # The numbers in docs/benchmarks.md wrap Debian's cross compiler; bench/toolchain.sh
 # measures the one built from source.
-export TOOLCHAIN=${TOOLCHAIN:-debian}
+export RHBUILD_SET_TOOLCHAIN=${TOOLCHAIN:-debian}
 
 "$rh" fetch busybox musl >/dev/null
 rm -rf "$dir"; mkdir -p "$dir"

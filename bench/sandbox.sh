@@ -22,7 +22,7 @@ cd "$here"
 cargo build --quiet --release
 rh=${CARGO_TARGET_DIR:-$here/target}/release/rhbuild
 src="--source linux=/usr/src/linux-source-6.1.tar.xz"
-export TOOLCHAIN=debian
+export RHBUILD_SET_TOOLCHAIN=debian
 command -v hyperfine >/dev/null || { echo "bench/sandbox.sh needs hyperfine: apt-get install hyperfine" >&2; exit 1; }
 
 "$rh" fetch busybox musl >/dev/null

@@ -24,7 +24,7 @@ use crate::sandbox::Sandbox;
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, ExitStatus, Stdio};
@@ -374,7 +374,7 @@ impl Airlock {
                 command,
                 status,
                 log: cmd.log.clone(),
-                tail: tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default(),
+                tail: crate::fsutil::tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default(),
             }),
             Err(Waited::Interrupted) => {
                 let _ = writeln!(log, "*** interrupted: process group killed");
@@ -463,24 +463,125 @@ fn wait_group(child: &mut Child, interrupt: &Interrupt) -> Result<ExitStatus, Wa
     }
 }
 
-/// The last `lines` lines of a text file (read from its end, so a huge log
-/// costs little).
-pub fn tail_of_file(path: &Utf8Path, lines: usize) -> io::Result<String> {
-    const WINDOW: u64 = 64 * 1024;
-    let mut file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let start = len.saturating_sub(WINDOW);
-    file.seek(SeekFrom::Start(start))?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let text = String::from_utf8_lossy(&bytes);
-    Ok(last_lines(&text, lines))
+// ---------------------------------------------------------------------------
+// Host programs: the one place the host's PATH is searched.
+
+/// The absolute directories of a `PATH` value, in order.
+pub fn path_dirs(path_var: &str) -> Vec<Utf8PathBuf> {
+    path_var
+        .split(':')
+        .map(Utf8PathBuf::from)
+        .filter(|d| d.is_absolute())
+        .collect()
 }
 
-/// The last `n` lines of `text`, without a trailing newline.
-pub fn last_lines(text: &str, n: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(n)..].join("\n")
+/// The host's `PATH` directories, then the system directories a normal
+/// user's `PATH` lacks (`/usr/sbin`, `/sbin`).
+pub fn host_dirs() -> Vec<Utf8PathBuf> {
+    let mut dirs = path_dirs(&std::env::var("PATH").unwrap_or_default());
+    for extra in ["/usr/sbin", "/sbin", "/usr/bin", "/bin"] {
+        let e = Utf8PathBuf::from(extra);
+        if !dirs.contains(&e) {
+            dirs.push(e);
+        }
+    }
+    dirs
+}
+
+/// A host program: `name` when it is a path to a file, else the first
+/// executable file of that name in `dirs`.
+pub fn host_program_in(name: &str, dirs: &[Utf8PathBuf]) -> Option<Utf8PathBuf> {
+    if name.contains('/') {
+        let p = Utf8PathBuf::from(name);
+        return p.is_file().then_some(p);
+    }
+    dirs.iter()
+        .map(|d| d.join(name))
+        .find(|p| is_executable_file(p))
+}
+
+/// A host program through the host's `PATH` (and the sbin directories).
+pub fn host_program(name: &str) -> Option<Utf8PathBuf> {
+    host_program_in(name, &host_dirs())
+}
+
+/// Host programs in `dirs` whose names start with `prefix`; the first
+/// directory holding a name wins.
+pub fn host_programs_with_prefix(prefix: &str, dirs: &[Utf8PathBuf]) -> Vec<(String, Utf8PathBuf)> {
+    let mut found: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        let Ok(rd) = fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let p = dir.join(&name);
+            if name.starts_with(prefix) && is_executable_file(&p) {
+                found.entry(name).or_insert(p);
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// What identifies a host program for a rebuild decision: the file its
+/// path leads to, with that file's size and modification time (an
+/// upgraded compiler differs in one of them).
+pub fn program_identity(path: &Utf8Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let real = fs::canonicalize(path).ok()?;
+    let m = fs::metadata(&real).ok()?;
+    Some(format!(
+        "{} size={} mtime={}.{}",
+        real.display(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// The host-tools list resolved: `name=/path` entries for
+/// `populate_host_bin`, and the optional names not found. Names may end
+/// in `*` to take every program with that prefix; `name=/path` links under
+/// another name. The required names not found are the error.
+pub fn resolve_host_tools(
+    names: &[String],
+    optional: &[String],
+    dirs: &[Utf8PathBuf],
+) -> Result<(Vec<String>, Vec<String>), Vec<String>> {
+    let mut tools: Vec<String> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
+    let mut optional_missing: Vec<String> = Vec::new();
+    for (list, is_optional) in [(names, false), (optional, true)] {
+        for n in list {
+            let found: Vec<(String, Utf8PathBuf)> = if let Some(prefix) = n.strip_suffix('*') {
+                host_programs_with_prefix(prefix, dirs)
+            } else {
+                match n.split_once('=') {
+                    Some((a, b)) => vec![(a.to_string(), Utf8PathBuf::from(b))],
+                    None => host_program_in(n, dirs)
+                        .map(|p| (n.clone(), p))
+                        .into_iter()
+                        .collect(),
+                }
+            };
+            if found.is_empty() {
+                if is_optional {
+                    optional_missing.push(n.clone());
+                } else {
+                    missing.push(n.clone());
+                }
+            }
+            tools.extend(found.into_iter().map(|(name, p)| format!("{name}={p}")));
+        }
+    }
+    if missing.is_empty() {
+        Ok((tools, optional_missing))
+    } else {
+        Err(missing)
+    }
 }
 
 /// Fill `bin` with symlinks to host programs, for use as an airlock `path`
@@ -531,10 +632,15 @@ pub fn populate_host_bin(
         wanted.push((name, target));
     }
 
-    if fs::symlink_metadata(&part).is_ok() {
-        fs::remove_dir_all(&part)?;
-    }
-    fs::create_dir_all(&part)?;
+    // Everything below happens beneath `bin`'s parent, resolved by the
+    // kernel (see `confine`): no link there carries a write elsewhere.
+    let (Some(parent), Some(name)) = (bin.parent(), bin.file_name()) else {
+        return Err(invalid(format!("`{bin}` names no directory")));
+    };
+    let root = crate::confine::Root::create(parent)?;
+    let part_rel = Utf8PathBuf::from(format!("{name}.part"));
+    root.remove_all(&part_rel, None)?;
+    root.mkdir(&part_rel, 0o755)?;
     let mut missing = Vec::new();
     for (name, target) in wanted {
         let found = match target {
@@ -545,70 +651,16 @@ pub fn populate_host_bin(
                 .find(|p| is_executable_file(p)),
         };
         match found {
-            Some(target) => std::os::unix::fs::symlink(&target, part.join(name))?,
+            Some(target) => root.symlink(target.as_str(), &part_rel.join(name))?,
             None => missing.push(name.to_string()),
         }
     }
-    swap_into_place(&part, bin)?;
+    root.replace_dir(&part_rel, Utf8Path::new(name))?;
     Ok(missing)
 }
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
-/// Put directory `part` at `dest`, replacing whatever `dest` was. Where the
-/// filesystem allows, the two are exchanged atomically; `dest` is never a
-/// partial directory either way.
-fn swap_into_place(part: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
-    if fs::symlink_metadata(dest).is_err() {
-        return fs::rename(part, dest);
-    }
-    if exchange(part, dest).is_ok() {
-        return remove_any(part);
-    }
-    let old = Utf8PathBuf::from(format!("{dest}.old"));
-    if fs::symlink_metadata(&old).is_ok() {
-        remove_any(&old)?;
-    }
-    fs::rename(dest, &old)?;
-    fs::rename(part, dest)?;
-    remove_any(&old)
-}
-
-fn remove_any(path: &Utf8Path) -> io::Result<()> {
-    if fs::symlink_metadata(path)?.is_dir() {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn exchange(a: &Utf8Path, b: &Utf8Path) -> io::Result<()> {
-    use std::ffi::CString;
-    let a = CString::new(a.as_str()).map_err(|e| invalid(e.to_string()))?;
-    let b = CString::new(b.as_str()).map_err(|e| invalid(e.to_string()))?;
-    // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn exchange(_a: &Utf8Path, _b: &Utf8Path) -> io::Result<()> {
-    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 #[cfg(test)]
@@ -625,13 +677,6 @@ mod tests {
             shell_join(&["sh".into(), "-c".into(), "echo $HOME".into()]),
             "sh -c 'echo $HOME'"
         );
-    }
-
-    #[test]
-    fn last_lines_takes_the_end() {
-        assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
-        assert_eq!(last_lines("a\n", 5), "a");
-        assert_eq!(last_lines("", 5), "");
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub fn check_file(engine: &ScriptEngine, api: &KnownApi, rel: &Utf8Path) -> Vec<
         return check_miniconfig(engine, api, rel);
     }
     let scope = match kind {
-        Kind::Script => crate::stage::ctx_scope_template(),
+        Kind::Script => crate::engine::ScriptEngine::stage_scope(),
         _ => rhai::Scope::new(),
     };
     let ast = match engine.compile(rel, &scope) {
@@ -247,6 +247,52 @@ fn check_miniconfig(
                 ));
             }
         }
+    }
+    out
+}
+
+/// Where a script reads a setting by a literal name: the file, its line,
+/// and the literal default when the call gives one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SettingRead {
+    pub file: Utf8PathBuf,
+    pub line: usize,
+    pub default: Option<String>,
+}
+
+/// Every setting the project's scripts, packages and stdlib read with
+/// `ctx.setting("NAME")` or `ctx.setting("NAME", "DEFAULT")`, by name.
+pub fn settings_read(engine: &ScriptEngine) -> BTreeMap<String, Vec<SettingRead>> {
+    let mut out: BTreeMap<String, Vec<SettingRead>> = BTreeMap::new();
+    for rel in default_files(engine) {
+        let kind = kind_of(&rel);
+        if matches!(kind, Kind::Target | Kind::Miniconfig) {
+            continue;
+        }
+        let scope = match kind {
+            Kind::Script => ScriptEngine::stage_scope(),
+            _ => rhai::Scope::new(),
+        };
+        let Ok(ast) = engine.compile(&rel, &scope) else {
+            continue;
+        };
+        ast.walk(&mut |nodes| {
+            if let Some(ASTNode::Expr(Expr::MethodCall(x, pos))) = nodes.last()
+                && x.name.as_str() == "setting"
+                && let Some(Expr::StringConstant(name, _)) = x.args.first()
+            {
+                let default = match x.args.get(1) {
+                    Some(Expr::StringConstant(d, _)) => Some(d.to_string()),
+                    _ => None,
+                };
+                out.entry(name.to_string()).or_default().push(SettingRead {
+                    file: rel.clone(),
+                    line: pos.line().unwrap_or(0),
+                    default,
+                });
+            }
+            true
+        });
     }
     out
 }

@@ -1,8 +1,14 @@
 //! The Rhai engine: strict variables, no `eval`, map-property errors on,
 //! explicit operation and call-depth limits, and imports that resolve against
-//! the project root (`import "stdlib/autotools" as autotools;` loads
-//! `stdlib/autotools.rhai` whichever script imports it).
+//! the project root (`import "stdlib/cross" as cross;` loads
+//! `stdlib/cross.rhai` whichever script imports it), read through the
+//! project's `Root` so that neither `..` nor a link leads an import out of
+//! the project.
+//!
+//! The engine knows nothing of the primitives: the composition root
+//! (`cli`) registers them (`api::register`) into `ScriptEngine::engine`.
 
+use crate::confine::Root;
 use crate::diag::{self, ScriptDiagnostic, SourceLookup};
 use crate::project::Project;
 use camino::{Utf8Path, Utf8PathBuf};
@@ -27,7 +33,7 @@ struct ScriptStore {
 
 /// Resolves `import "dir/name"` to `<root>/dir/name.rhai`.
 struct ProjectResolver {
-    root: Utf8PathBuf,
+    root: Arc<Root>,
     store: Arc<ScriptStore>,
 }
 
@@ -43,8 +49,7 @@ impl ModuleResolver for ProjectResolver {
         if let Some(m) = self.store.modules.lock().unwrap().get(&rel) {
             return Ok(m.clone());
         }
-        let full = self.root.join(&rel);
-        let text = match std::fs::read_to_string(&full) {
+        let text = match self.root.read_to_string(&rel) {
             Ok(t) => t,
             Err(_) => {
                 return Err(Box::new(EvalAltResult::ErrorModuleNotFound(
@@ -84,10 +89,13 @@ pub fn module_file(path: &str) -> Utf8PathBuf {
     }
 }
 
-/// The engine of one project, with the primitives registered.
+/// The engine of one project. The primitives are registered into
+/// `engine` by whoever composes a program (`cli`).
 pub struct ScriptEngine {
     pub engine: Engine,
     pub project: Project,
+    /// The project directory, for every read of a script.
+    root: Arc<Root>,
     store: Arc<ScriptStore>,
 }
 
@@ -96,12 +104,13 @@ impl SourceLookup for ScriptEngine {
         if let Some(t) = self.store.texts.lock().unwrap().get(file) {
             return Some(t.as_str().to_string());
         }
-        std::fs::read_to_string(self.project.root.join(file)).ok()
+        self.root.read_to_string(file).ok()
     }
 }
 
 impl ScriptEngine {
-    pub fn new(project: Project) -> Self {
+    pub fn new(project: Project) -> std::io::Result<Self> {
+        let root = Arc::new(Root::open(&project.root)?);
         let store = Arc::new(ScriptStore::default());
         let mut engine = Engine::new();
         engine.set_strict_variables(true);
@@ -118,7 +127,7 @@ impl ScriptEngine {
         engine.set_max_array_size(1 << 20);
         engine.set_max_map_size(1 << 16);
         engine.set_module_resolver(ProjectResolver {
-            root: project.root.clone(),
+            root: root.clone(),
             store: store.clone(),
         });
         // `print` from a script is one line of the run's output.
@@ -130,12 +139,20 @@ impl ScriptEngine {
                 pos.line().unwrap_or(0)
             )
         });
-        crate::api::register(&mut engine);
-        ScriptEngine {
+        Ok(ScriptEngine {
             engine,
             project,
+            root,
             store,
-        }
+        })
+    }
+
+    /// A scope with `ctx` declared, for compiling stage scripts under
+    /// strict variables (the value is bound when the script runs).
+    pub fn stage_scope() -> Scope<'static> {
+        let mut scope = Scope::new();
+        scope.push_constant("ctx", ());
+        scope
     }
 
     /// The text of a project file, remembered for diagnostics.
@@ -143,7 +160,7 @@ impl ScriptEngine {
         if let Some(t) = self.store.texts.lock().unwrap().get(rel) {
             return Ok(t.clone());
         }
-        let text = Arc::new(std::fs::read_to_string(self.project.root.join(rel))?);
+        let text = Arc::new(self.root.read_to_string(rel)?);
         self.store
             .texts
             .lock()

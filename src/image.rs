@@ -282,7 +282,9 @@ fn via_part(
     let part = part_path(out);
     let _ = fs::remove_file(&part);
     match write(&part) {
-        Ok(()) => fs::rename(&part, out).map_err(io_err("rename the finished image to", out)),
+        Ok(()) => {
+            crate::fsutil::publish(&part, out).map_err(io_err("rename the finished image to", out))
+        }
         Err(e) => {
             let _ = fs::remove_file(&part);
             Err(e)
@@ -487,12 +489,10 @@ fn find_tool(
     package: &'static str,
     what: &'static str,
 ) -> Result<PathBuf, ImageError> {
-    // mke2fs and debugfs live in /usr/sbin, which a normal user's PATH lacks.
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
+    // mke2fs and debugfs live in /usr/sbin, which a normal user's PATH
+    // lacks; `host_dirs` adds it.
+    crate::airlock::host_program_in(tool, &crate::airlock::host_dirs())
+        .map(Utf8PathBuf::into_std_path_buf)
         .ok_or(ImageError::ToolMissing {
             tool,
             package,
@@ -501,9 +501,7 @@ fn find_tool(
 }
 
 fn tail(text: &[u8], lines: usize) -> String {
-    let text = String::from_utf8_lossy(text);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    crate::fsutil::last_lines(&String::from_utf8_lossy(text), lines)
 }
 
 /// What the image writers run their tools in: the run's sandbox (the

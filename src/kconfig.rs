@@ -978,6 +978,34 @@ mod tests {
     }
 }
 
+/// Where a kbuild `make` command runs: the source tree (`-C DIR`, else
+/// `cwd`), the output tree (`O=DIR`, else the source tree) and the other
+/// arguments, for [`make_expander_with`]. Relative directories are taken
+/// from `cwd`.
+pub fn split_make_args(cwd: &Utf8Path, args: &[String]) -> (Utf8PathBuf, Utf8PathBuf, Vec<String>) {
+    let abs = |d: &str| {
+        let p = Utf8PathBuf::from(d);
+        if p.is_absolute() { p } else { cwd.join(p) }
+    };
+    let mut src = cwd.to_owned();
+    let mut out = None;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "-C" {
+            if let Some(d) = it.next() {
+                src = abs(d);
+            }
+        } else if let Some(d) = a.strip_prefix("O=") {
+            out = Some(abs(d));
+        } else {
+            rest.push(a.clone());
+        }
+    }
+    let out = out.unwrap_or_else(|| src.clone());
+    (src, out, rest)
+}
+
 /// A malformed line of a miniconfig: where, why, and a label for the caret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LineProblem {
@@ -1054,6 +1082,20 @@ pub fn declared_symbols(tree: &Utf8Path) -> std::io::Result<HashSet<String>> {
 #[cfg(test)]
 mod lint_tests {
     use super::*;
+
+    #[test]
+    fn make_arguments_name_the_source_and_output_trees() {
+        let args: Vec<String> = ["-C", "/src/linux", "O=obj", "ARCH=sh", "CROSS_COMPILE=sh4-"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (src, out, rest) = split_make_args(Utf8Path::new("/work"), &args);
+        assert_eq!(src, "/src/linux");
+        assert_eq!(out, "/work/obj");
+        assert_eq!(rest, vec!["ARCH=sh", "CROSS_COMPILE=sh4-"]);
+        let (src, out, rest) = split_make_args(Utf8Path::new("/w"), &[]);
+        assert_eq!((src.as_str(), out.as_str(), rest.len()), ("/w", "/w", 0));
+    }
 
     #[test]
     fn every_malformed_line_is_reported_with_its_place() {

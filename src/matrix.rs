@@ -176,6 +176,25 @@ pub fn append_event(path: &Utf8Path, event: &serde_json::Value) -> std::io::Resu
     writeln!(f, "{event}")
 }
 
+/// The arguments every child run gets: the same build directory, the
+/// parent's `--set` settings and `--source` overrides.
+pub fn child_args(
+    build_dir: &camino::Utf8Path,
+    cli_settings: &std::collections::BTreeMap<String, String>,
+    overrides: &std::collections::BTreeMap<String, camino::Utf8PathBuf>,
+) -> Vec<String> {
+    let mut args = vec!["--build-dir".to_string(), build_dir.to_string()];
+    for (k, v) in cli_settings {
+        args.push("--set".into());
+        args.push(format!("{k}={v}"));
+    }
+    for (k, v) in overrides {
+        args.push("--source".into());
+        args.push(format!("{k}={v}"));
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -224,37 +224,35 @@ fn run_patch(
         args.push("--dry-run".into());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let (program, args): (std::ffi::OsString, Vec<std::ffi::OsString>) = match sandbox {
+    let mut cmd = match sandbox {
         Some(sandbox) => {
-            let tool = std::env::split_paths(&path)
-                .map(|d| d.join("patch"))
-                .find(|p| p.is_file())
+            let tool = crate::airlock::host_program("patch")
                 .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "`patch` is not in PATH"))?;
-            let tool = Utf8PathBuf::from_path_buf(tool)
-                .map_err(|p| io::Error::other(format!("`{}` is not UTF-8", p.display())))?;
             let args: Vec<String> = args
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            let cmd = sandbox.command("patch", &tool, &args);
-            (
-                cmd.get_program().to_owned(),
-                cmd.get_args().map(|a| a.to_owned()).collect(),
-            )
+            sandbox.command("patch", &tool, &args)
         }
-        None => ("patch".into(), args),
+        None => {
+            let mut c = std::process::Command::new("patch");
+            c.args(&args);
+            c
+        }
     };
-    let out = duct::cmd(program, args)
-        .dir(src)
-        .full_env([("PATH", path)])
-        .stdin_null()
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked()
-        .run()?;
+    cmd.current_dir(src).env_clear().env("PATH", path);
+    let out = crate::interrupt::run_captured(&mut cmd, None, None).map_err(|e| match e {
+        crate::interrupt::Stopped::Io(e) => e,
+        other => io::Error::other(format!("{other:?}")),
+    })?;
+    // `patch` says which file and hunk on stdout, and why it gave up on
+    // stderr: one text for the error.
+    let mut text = out.stdout;
+    text.extend_from_slice(&out.stderr);
+    let out = (out.status, text);
     Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.0.success(),
+        String::from_utf8_lossy(&out.1).into_owned(),
     ))
 }
 

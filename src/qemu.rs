@@ -39,6 +39,32 @@ pub struct QemuSpec {
     /// Where the console output is appended (created with its parent
     /// directories if missing).
     pub console_log: Utf8PathBuf,
+    /// The Debian package that provides `binary`, for the message when it
+    /// is missing (a target's `QEMU_PACKAGE`).
+    pub package: Option<String>,
+}
+
+/// User networking must be restricted: a guest may reach only the host's
+/// loopback through explicit forwards (`guestfwd`, `hostfwd`). Refuses a
+/// `-netdev user` or `-nic user` without `restrict=on`, and `-net user`.
+pub fn check_network(args: &[String]) -> Result<(), String> {
+    for (i, a) in args.iter().enumerate() {
+        let is_netdev = i > 0 && (args[i - 1] == "-netdev" || args[i - 1] == "-nic");
+        if is_netdev
+            && a.starts_with("user")
+            && !a
+                .split(',')
+                .any(|o| o == "restrict=on" || o == "restrict=yes")
+        {
+            return Err(format!(
+                "QEMU user networking `{a}` must say `restrict=on`: the guest may reach only the host's loopback through explicit guestfwd/hostfwd rules"
+            ));
+        }
+        if a == "-net" && args.get(i + 1).is_some_and(|n| n.starts_with("user")) {
+            return Err("use `-netdev user,...,restrict=on` rather than `-net user`".into());
+        }
+    }
+    Ok(())
 }
 
 impl QemuSpec {
@@ -54,10 +80,17 @@ impl QemuSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum QemuError {
     #[error(
-        "`{binary}` is not installed: expected it {where_}; it comes with the Debian package `{package}`, install it with `apt-get install {package}`",
+        "`{binary}` is not installed: expected it {where_}; {}",
+        match package {
+            Some(p) => format!("it comes with the Debian package `{p}`, install it with `apt-get install {p}`"),
+            None => "install QEMU for this target (the target's QEMU_PACKAGE names its Debian package)".to_string(),
+        },
         where_ = if binary.contains('/') { "at that path" } else { "on PATH" }
     )]
-    NotInstalled { binary: String, package: String },
+    NotInstalled {
+        binary: String,
+        package: Option<String>,
+    },
 
     #[error("could not start `{binary}`: {source}")]
     Spawn { binary: String, source: io::Error },
@@ -124,21 +157,6 @@ fn describe_end(status: &Option<ExitStatus>) -> String {
     match status {
         Some(s) => format!("exited with {}", crate::airlock::describe_status(s)),
         None => "closed its console".to_string(),
-    }
-}
-
-/// The Debian (12) package that ships `binary` (a name or a path such as
-/// `/usr/bin/qemu-system-sh4`).
-pub fn debian_package(binary: &str) -> &'static str {
-    let name = binary.rsplit('/').next().unwrap_or(binary);
-    let arch = name.strip_prefix("qemu-system-").unwrap_or(name);
-    match arch {
-        "arm" | "aarch64" => "qemu-system-arm",
-        "mips" | "mipsel" | "mips64" | "mips64el" => "qemu-system-mips",
-        "ppc" | "ppc64" => "qemu-system-ppc",
-        "sparc" | "sparc64" => "qemu-system-sparc",
-        "i386" | "x86_64" => "qemu-system-x86",
-        _ => "qemu-system-misc",
     }
 }
 
@@ -293,7 +311,7 @@ impl QemuConsole {
             .stderr(Stdio::piped())
             .process_group(0)
             .spawn()
-            .map_err(|source| spawn_error(&spec.binary, source))?;
+            .map_err(|source| spawn_error(spec, source))?;
 
         let shared = Arc::new(Shared {
             stream: Mutex::new(Stream {
@@ -525,7 +543,7 @@ impl QemuConsole {
     /// order), with terminal escape sequences removed.
     pub fn tail(&self, lines: usize) -> String {
         let s = self.shared.lock();
-        crate::airlock::last_lines(&clean_console_text(&s.transcript), lines)
+        crate::fsutil::last_lines(&clean_console_text(&s.transcript), lines)
     }
 
     /// Kill QEMU's process group (unless QEMU already exited), reap it and
@@ -582,11 +600,12 @@ impl Drop for QemuConsole {
     }
 }
 
-fn spawn_error(binary: &str, source: io::Error) -> QemuError {
+fn spawn_error(spec: &QemuSpec, source: io::Error) -> QemuError {
+    let binary = &spec.binary;
     if source.kind() == io::ErrorKind::NotFound {
         QemuError::NotInstalled {
             binary: binary.to_string(),
-            package: debian_package(binary).to_string(),
+            package: spec.package.clone().filter(|p| !p.is_empty()),
         }
     } else {
         QemuError::Spawn {
@@ -603,7 +622,7 @@ pub fn interactive(spec: &QemuSpec) -> Result<ExitStatus, QemuError> {
     std::process::Command::new(&spec.binary)
         .args(&spec.args)
         .status()
-        .map_err(|source| spawn_error(&spec.binary, source))
+        .map_err(|source| spawn_error(spec, source))
 }
 
 #[cfg(test)]
@@ -611,17 +630,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debian_packages() {
-        assert_eq!(debian_package("qemu-system-sh4"), "qemu-system-misc");
-        assert_eq!(
-            debian_package("/usr/bin/qemu-system-aarch64"),
-            "qemu-system-arm"
-        );
-        assert_eq!(debian_package("qemu-system-mips64el"), "qemu-system-mips");
-        assert_eq!(debian_package("qemu-system-ppc64"), "qemu-system-ppc");
-        assert_eq!(debian_package("qemu-system-sparc"), "qemu-system-sparc");
-        assert_eq!(debian_package("qemu-system-x86_64"), "qemu-system-x86");
-        assert_eq!(debian_package("qemu-system-m68k"), "qemu-system-misc");
+    fn user_networking_must_be_restricted() {
+        let a = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_network(&a(&["-nic", "user,model=rtl8139,restrict=on"])).is_ok());
+        assert!(check_network(&a(&["-netdev", "user,id=n,restrict=yes"])).is_ok());
+        let e = check_network(&a(&["-nic", "user,model=rtl8139"])).unwrap_err();
+        assert!(e.contains("restrict=on"), "{e}");
+        assert!(check_network(&a(&["-netdev", "user,id=n,restrict=off"])).is_err());
+        assert!(check_network(&a(&["-net", "user"])).is_err());
+        assert!(check_network(&a(&["-nic", "none"])).is_ok());
     }
 
     #[test]

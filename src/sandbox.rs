@@ -268,21 +268,16 @@ impl Sandbox {
     }
 }
 
-/// When the binary was started as `rhbuild __sandbox ...`, set up the
-/// sandbox and run the program (never returns then, except on error).
-pub fn dispatch() -> Option<ExitCode> {
-    let mut args = std::env::args_os().skip(1);
-    if args.next().as_deref() != Some(std::ffi::OsStr::new(SUBCOMMAND)) {
-        return None;
-    }
-    let rest: Vec<OsString> = args.collect();
-    Some(match helper::main(rest) {
+/// `rhbuild __sandbox ARGS`: set up the sandbox and run the program
+/// (never returns then, except on error).
+pub fn helper_main(args: Vec<OsString>) -> ExitCode {
+    match helper::main(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("rhbuild sandbox: {e}");
             ExitCode::from(126)
         }
-    })
+    }
 }
 
 mod helper {

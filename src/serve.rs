@@ -190,7 +190,7 @@ pub struct Distccd {
 
 impl Distccd {
     pub fn start(compilers: &Utf8Path, log: &Utf8Path, jobs: u32) -> Result<Distccd, String> {
-        let Some(binary) = crate::stage::resolve_host_tool("distccd") else {
+        let Some(binary) = crate::airlock::host_program("distccd") else {
             return Err("distccd is not installed on the host: apt-get install distcc".into());
         };
         // A free port: the kernel picks one; distccd takes it over at once.
@@ -329,25 +329,6 @@ fn copy(from: &mut impl Read, to: &mut impl Write) -> std::io::Result<()> {
         }
         to.write_all(&buf[..n])?;
         to.flush()?;
-    }
-}
-
-/// When rhbuild is run as `rhbuild relay ADDR`, act as the relay.
-pub fn dispatch() -> Option<std::process::ExitCode> {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some("relay") {
-        return None;
-    }
-    let Some(target) = args.get(2) else {
-        eprintln!("usage: rhbuild relay 127.0.0.1:PORT");
-        return Some(std::process::ExitCode::from(2));
-    };
-    match relay(target) {
-        Ok(()) => Some(std::process::ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("{e}");
-            Some(std::process::ExitCode::from(1))
-        }
     }
 }
 

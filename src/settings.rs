@@ -1,15 +1,59 @@
-//! Settings: target defaults, then environment variables of the same name,
-//! then `--set KEY=VALUE` (highest). Stages record which settings they read,
-//! so changing one only rebuilds the stages that looked at it.
+//! Settings: the target's `target.rhai`, then the environment, then
+//! `--set KEY=VALUE` (highest); a script's own default applies when none
+//! sets it. Stages record which settings they read, so changing one only
+//! rebuilds the stages that looked at it. `rhbuild settings --arch A` shows
+//! each setting's value and layer.
+//!
+//! The environment gives only what docs/targets.md lists: `PREFERRED_MIRROR`,
+//! `SOURCE_DATE_EPOCH`, every `MY_*` directory, and any setting spelt
+//! `RHBUILD_SET_NAME=VALUE`. An exported `CROSS_COMPILE` or `ARCH` of a
+//! kernel developer's shell never changes a build behind their back.
 
 use std::collections::BTreeMap;
 
-/// Where a setting's value came from, for `rhbuild run -v` and messages.
+/// Where a setting's value came from, for `rhbuild settings` and messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
     Target,
     Environment,
     CommandLine,
+    /// A script's own default (`ctx.setting(NAME, DEFAULT)`).
+    Default,
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layer::Target => "target",
+            Layer::Environment => "environment",
+            Layer::CommandLine => "--set",
+            Layer::Default => "default",
+        })
+    }
+}
+
+/// The prefix of environment variables that set any setting.
+pub const ENV_PREFIX: &str = "RHBUILD_SET_";
+
+/// Settings the environment gives under their own names.
+pub const ENV_NAMES: &[&str] = &["PREFERRED_MIRROR", "SOURCE_DATE_EPOCH"];
+
+/// The settings an environment gives: `ENV_NAMES`, every `MY_*`, and
+/// `RHBUILD_SET_NAME=VALUE` as `NAME`; nothing else.
+pub fn from_environment(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in vars {
+        if let Some(name) = k.strip_prefix(ENV_PREFIX) {
+            if !name.is_empty() {
+                out.insert(name.to_string(), v);
+            }
+        } else if ENV_NAMES.contains(&k.as_str()) || k.starts_with("MY_") {
+            out.entry(k).or_insert(v);
+        }
+    }
+    out
 }
 
 /// The layered settings of one run. Immutable once the run starts.
@@ -71,6 +115,20 @@ impl Settings {
         self.lookup(key).map(|(v, _)| v)
     }
 
+    /// Every name some layer sets.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .target
+            .keys()
+            .chain(self.env.keys())
+            .chain(self.cli.keys())
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Keys starting with `prefix` from any layer (the environment
     /// included), resolved.
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
@@ -106,6 +164,27 @@ mod tests {
         assert_eq!(s.lookup("B"), Some(("e", Layer::Environment)));
         assert_eq!(s.lookup("C"), Some(("c", Layer::CommandLine)));
         assert_eq!(s.get("D"), None);
+    }
+
+    #[test]
+    fn the_environment_gives_only_documented_settings() {
+        let env = from_environment(map(&[
+            ("CROSS_COMPILE", "evil-"),
+            ("ARCH", "arm"),
+            ("TOOLCHAIN", "debian"),
+            ("PREFERRED_MIRROR", "http://m"),
+            ("MY_ROOT_OVERLAY", "/o"),
+            ("RHBUILD_SET_TOOLCHAIN", "debian"),
+            ("RHBUILD_SET_", "x"),
+        ]));
+        assert_eq!(
+            env,
+            map(&[
+                ("PREFERRED_MIRROR", "http://m"),
+                ("MY_ROOT_OVERLAY", "/o"),
+                ("TOOLCHAIN", "debian"),
+            ])
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Run {
     /// boundary (a stage run from another stage, a package build).
     failure: Mutex<Option<ScriptError>>,
     /// Sources that were overridden and logged, so the warning appears once.
-    warned: Mutex<Vec<String>>,
+    pub(crate) warned: Mutex<Vec<String>>,
     events: Option<Utf8PathBuf>,
     /// The stage that failed first; the stages that were waiting for it
     /// are reported as blocked, not failed.
@@ -110,7 +110,12 @@ impl Run {
         cfg: RunConfig,
         interrupt: Interrupt,
     ) -> Result<Arc<Run>, ScriptError> {
-        let target = crate::target::load(&engine, &cfg.arch)?;
+        // No target: a script that runs across targets (build-all).
+        let target = if cfg.arch.is_empty() {
+            crate::target::Target::all(&engine)
+        } else {
+            crate::target::load(&engine, &cfg.arch)?
+        };
         let settings = Settings::new(
             target.settings.clone(),
             cfg.env.clone(),
@@ -185,9 +190,10 @@ impl Run {
         })
     }
 
-    /// A snapshot of the environment for `RunConfig::env`.
+    /// The settings the environment gives, for `RunConfig::env` (see
+    /// `settings::from_environment`).
     pub fn environment() -> BTreeMap<String, String> {
-        std::env::vars().collect()
+        crate::settings::from_environment(std::env::vars())
     }
 
     pub fn arch(&self) -> &str {
@@ -330,7 +336,7 @@ impl Run {
     /// Run a script file (relative to the project root): a stage when it
     /// exports `output`, otherwise an action.
     pub fn run_script(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
-        let ast = self.engine.compile(rel, &ctx_scope_template())?;
+        let ast = self.engine.compile(rel, &ScriptEngine::stage_scope())?;
         match literal_const(&ast, "output") {
             Some(_) => self.ensure_stage(rel).map(|_| ()),
             None => self.run_action(rel),
@@ -396,7 +402,7 @@ impl Run {
         self: &Arc<Self>,
         rel: &Utf8Path,
     ) -> Result<(Utf8PathBuf, String), ScriptError> {
-        let ast = self.engine.compile(rel, &ctx_scope_template())?;
+        let ast = self.engine.compile(rel, &ScriptEngine::stage_scope())?;
         let name = rel.file_stem().unwrap_or("stage").to_string();
         let Some(output) = literal_const(&ast, "output") else {
             return Err(ScriptError::Other(format!(
@@ -473,8 +479,10 @@ impl Run {
             .mkdir_all(&tmp_rel)
             .map_err(|e| io("create", &tmp, e))?;
         let mut frame = self.new_frame(name, Some(tmp.clone()), name);
-        if crate::engine::literal_true(&self.engine.compile(rel, &ctx_scope_template())?, "tools")
-            && let Some(f) = Arc::get_mut(&mut frame)
+        if crate::engine::literal_true(
+            &self.engine.compile(rel, &ScriptEngine::stage_scope())?,
+            "tools",
+        ) && let Some(f) = Arc::get_mut(&mut frame)
         {
             f.own_bin = Some(tmp.join("bin"));
         }
@@ -509,10 +517,7 @@ impl Run {
             arch: self.arch().to_string(),
             hash: hash.clone(),
             rhbuild: env!("CARGO_PKG_VERSION").to_string(),
-            finished: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            finished: unix_now(),
             seconds: own_time,
             unverified: frame.unverified.lock().unwrap().clone(),
             sandbox: self.sandbox.probed().map(|s| s.summary()),
@@ -570,8 +575,17 @@ impl Run {
                 return Ok(false);
             }
         }
-        for (tool, path) in &inputs.tools {
-            if resolve_host_tool(tool).map(|p| p.to_string()).as_deref() != Some(path.as_str()) {
+        for (tool, identity) in &inputs.tools {
+            // A program by its path and identity; a name that was absent
+            // (`which_or`) by its still being absent.
+            let now = if tool.contains('/') {
+                airlock::program_identity(Utf8Path::new(tool)).unwrap_or_default()
+            } else {
+                airlock::host_program(tool)
+                    .map(|_| "present".to_string())
+                    .unwrap_or_default()
+            };
+            if now != *identity {
                 return Ok(false);
             }
         }
@@ -583,86 +597,14 @@ impl Run {
         }
         Ok(true)
     }
-
-    /// What identifies a package's source without fetching: its first
-    /// origin's checksum, or the override's path, size and mtime.
-    pub fn source_identity(&self, name: &str) -> Result<Option<String>, ScriptError> {
-        if let Some(p) = self.overrides.get(name) {
-            let meta = std::fs::metadata(p).ok();
-            let (size, mtime) = meta
-                .map(|m| {
-                    use std::os::unix::fs::MetadataExt;
-                    (m.size(), m.mtime())
-                })
-                .unwrap_or((0, 0));
-            return Ok(Some(format!("unverified:{p}:{size}:{mtime}")));
-        }
-        let pkg = self.package(name)?;
-        Ok(Some(pinned_identity(&pkg)))
-    }
-
-    /// Say once, loudly, that a package's source is a local override.
-    pub fn warn_override(&self, name: &str, path: &Utf8Path) {
-        let mut w = self.warned.lock().unwrap();
-        if !w.iter().any(|n| n == name) {
-            eprintln!(
-                "warning: `{name}` comes from `{path}` (--source), which nobody verified; the manifest records it as unverified"
-            );
-            w.push(name.to_string());
-        }
-    }
 }
 
-/// What identifies a verified package source in a manifest: its version
-/// and the checksums of its origins.
-fn pinned_identity(pkg: &Package) -> String {
-    let sums: Vec<String> = pkg.origins.iter().map(|o| o.expected.short()).collect();
-    format!("{}:{}", pkg.version, sums.join(","))
-}
-
-/// A scope with `ctx` declared, for compiling scripts under strict variables.
-pub fn ctx_scope_template() -> rhai::Scope<'static> {
-    let mut scope = rhai::Scope::new();
-    scope.push_constant("ctx", ());
-    scope
-}
-
-/// A host program's full path through the host's PATH.
-pub fn resolve_host_tool(name: &str) -> Option<Utf8PathBuf> {
-    if name.contains('/') {
-        let p = Utf8PathBuf::from(name);
-        return p.is_file().then_some(p);
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Utf8PathBuf::from(dir).join(name);
-        if is_executable(&p) {
-            return Some(p);
-        }
-    }
-    None
-}
-
-fn is_executable(p: &Utf8Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
-
-/// Copy a tree with `cp -a` (keeps modes, links and times; reflinks where
-/// the filesystem can).
-pub fn copy_tree(from: &Utf8Path, to: &Utf8Path) -> PrimResult<()> {
-    let status = std::process::Command::new("cp")
-        .args(["-a", "--reflink=auto", "--"])
-        .arg(from.as_str())
-        .arg(to.as_str())
-        .status()
-        .map_err(|e| format!("cannot run `cp`: {e}"))?;
-    if !status.success() {
-        return Err(format!("copying `{from}` to `{to}` failed ({status})"));
-    }
-    Ok(())
+/// The host's clock in whole seconds since 1970.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Ctx {
@@ -670,7 +612,7 @@ impl Ctx {
         self.run.arch().to_string()
     }
 
-    fn record_setting(&self, key: &str, value: Option<&str>) {
+    pub(crate) fn record_setting(&self, key: &str, value: Option<&str>) {
         self.frame
             .inputs
             .lock()
@@ -882,248 +824,6 @@ impl Ctx {
         Ok(())
     }
 
-    /// Fetch and verify packages, `jobs` at a time.
-    pub fn fetch(&self, names: &[String]) -> PrimResult<()> {
-        let mut pkgs = Vec::new();
-        for n in names {
-            match self.run.package(n) {
-                Ok(p) => pkgs.push(p),
-                Err(e) => {
-                    self.run.keep_failure(e);
-                    return Err(format!("package `{n}` could not be loaded"));
-                }
-            }
-        }
-        fetch_packages(&self.run, &pkgs)
-    }
-
-    /// The verified, extracted and patched source tree of the current
-    /// package, shared by every build of it (treat it as read-only: build
-    /// out of tree, or use `ctx.setup()` for a private copy).
-    pub fn source(&self) -> PrimResult<Utf8PathBuf> {
-        let pkg = self.current_package()?;
-        self.source_of_package(&pkg)
-    }
-
-    /// The same for any package, by name (for stages that only read a
-    /// source, such as `rhbuild miniconfig`).
-    pub fn source_of(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        let pkg = match self.run.package(name) {
-            Ok(p) => p,
-            Err(e) => {
-                self.run.keep_failure(e);
-                return Err(format!("package `{name}` could not be loaded"));
-            }
-        };
-        self.source_of_package(&pkg)
-    }
-
-    fn source_of_package(&self, pkg: &Package) -> PrimResult<Utf8PathBuf> {
-        let run = &self.run;
-        if let Some(p) = run.overrides.get(&pkg.name).cloned() {
-            run.warn_override(&pkg.name, &p);
-            self.frame.unverified.lock().unwrap().push(pkg.name.clone());
-            let id = run
-                .source_identity(&pkg.name)
-                .map_err(|e| e.to_string())?
-                .unwrap_or_default();
-            self.frame
-                .inputs
-                .lock()
-                .unwrap()
-                .sources
-                .insert(pkg.name.clone(), id.clone());
-            if p.is_dir() {
-                return Ok(p);
-            }
-            let key = crate::checksum::sha256_bytes(id.as_bytes());
-            return self.unpacked(pkg, &p, None, &key);
-        }
-        let fetched = fetch_packages(run, std::slice::from_ref(pkg)).and_then(|_| {
-            run.cache
-                .cached(&pkg.spec())
-                .ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
-        })?;
-        let origin = &pkg.origins[fetched.origin];
-        let id = pinned_identity(pkg);
-        self.frame
-            .inputs
-            .lock()
-            .unwrap()
-            .sources
-            .insert(pkg.name.clone(), id);
-        let inner = pkg.inner.get(fetched.origin).cloned().flatten();
-        let key_text = format!(
-            "{}:{:?}:{:?}",
-            fetched.path.file_name().unwrap_or(""),
-            origin.expected,
-            inner
-        );
-        self.unpacked(
-            pkg,
-            &fetched.path,
-            inner.as_deref(),
-            &crate::checksum::sha256_bytes(key_text.as_bytes()),
-        )
-    }
-
-    /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
-    /// where the key covers the tarball and the patch set. With `inner`, the
-    /// tree comes from the tarball at that path inside `archive` (extracted
-    /// first, next to the tree, and removed afterwards).
-    fn unpacked(
-        &self,
-        pkg: &Package,
-        archive: &Utf8Path,
-        inner: Option<&str>,
-        key: &str,
-    ) -> PrimResult<Utf8PathBuf> {
-        let root = &self.run.engine.project.root;
-        let mut patches =
-            crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
-        if let Some(user) = self
-            .run
-            .settings
-            .get("MY_PATCH_DIR")
-            .filter(|s| !s.is_empty())
-        {
-            self.record_setting("MY_PATCH_DIR", Some(user));
-            patches.extend(
-                crate::patch::list_patches(&Utf8PathBuf::from(user).join(&pkg.name))
-                    .map_err(|e| e.to_string())?,
-            );
-        }
-        let mut key_text = key.to_string();
-        for p in &patches {
-            let bytes = std::fs::read(p).map_err(|e| format!("cannot read patch `{p}`: {e}"))?;
-            let h = crate::checksum::sha256_bytes(&bytes);
-            key_text.push_str(&h);
-            if let Ok(rel) = p.strip_prefix(root) {
-                self.frame
-                    .inputs
-                    .lock()
-                    .unwrap()
-                    .files
-                    .insert(rel.to_string(), h);
-            } else {
-                self.frame
-                    .inputs
-                    .lock()
-                    .unwrap()
-                    .files
-                    .insert(p.to_string(), h);
-            }
-        }
-        let key = crate::checksum::sha256_bytes(key_text.as_bytes());
-        let build = self.run.policy.build();
-        let dest_rel =
-            Utf8PathBuf::from(format!("src/{}-{}-{}", pkg.name, pkg.version, &key[..12]));
-        let dest = build.join(&dest_rel);
-        if build.kind(&dest_rel).map_err(|e| e.to_string())?
-            == Some(rustix::fs::FileType::Directory)
-        {
-            return Ok(dest);
-        }
-        build
-            .mkdir_all(Utf8Path::new("src"))
-            .map_err(|e| format!("cannot create `{}`: {e}", build.join(Utf8Path::new("src"))))?;
-        let tmp = Utf8PathBuf::from(format!(
-            "src/.{}-{}.part-{}",
-            pkg.name,
-            &key[..12],
-            std::process::id()
-        ));
-        build
-            .remove_all(&tmp, None)
-            .and_then(|_| build.mkdir(&tmp, 0o755))
-            .map_err(|e| format!("cannot create `{}`: {e}", build.join(&tmp)))?;
-        let tree = tmp.join("tree");
-        let options = self.run.extract_options();
-        let result = match inner {
-            None => crate::extract::extract_in(archive, build, &tree, &options).map_err(|e| format!("{e}")),
-            Some(inner) => {
-                let outer = tmp.join("outer");
-                crate::extract::extract_in(archive, build, &outer, &options)
-                    .map_err(|e| format!("{e}"))
-                    .and_then(|_| {
-                        let file = build
-                            .real_path(&outer.join(inner))
-                            .ok()
-                            .filter(|p| p.is_file())
-                            .ok_or_else(|| format!(
-                                "`{archive}` holds no `{inner}` (package `{}`'s `inner`): check the path against `tar tf {archive}`",
-                                pkg.name
-                            ))?;
-                        crate::extract::extract_in(&file, build, &tree, &options).map_err(|e| format!("{e}"))
-                    })
-            }
-        }
-        .and_then(|_| {
-            let log_rel = self.run.build_rel(&self.frame.log)?;
-            let mut log = build
-                .append_file(&log_rel)
-                .map_err(|e| format!("cannot open the log `{}`: {e}", self.frame.log))?;
-            crate::patch::apply_patches_in(
-                &build.join(&tree),
-                &patches,
-                &mut log,
-                &self.frame.log,
-                Some(&self.run.sandbox),
-            )
-            .map_err(|e| format!("{e}"))
-        })
-        .and_then(|_| match build.rename_noreplace(&tree, &dest_rel) {
-            Ok(()) => Ok(()),
-            // Another run (build-all's next target) got there first
-            // with the same tarball and patches: use its tree.
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            Err(e) => Err(format!("cannot rename `{}` to `{dest}`: {e}", build.join(&tree))),
-        });
-        let _ = build.remove_all(&tmp, None);
-        result.map(|_| dest)
-    }
-
-    /// A fresh private copy of the current package's source, under
-    /// `build/<arch>/work/<package>`.
-    pub fn setup(&self) -> PrimResult<Utf8PathBuf> {
-        let src = self.source()?;
-        let pkg = self.current_package()?;
-        let work = self.fresh_work_dir(&pkg.name)?;
-        let build = self.run.policy.build();
-        let rel = self.run.build_rel(&work)?;
-        // The source is the cached tree (beneath the build directory) or a
-        // `--source` directory, copied without following its links.
-        let copied = match build.relative(&src) {
-            Some(src_rel) => build.copy_from(build, &src_rel, &rel, Some(&self.run.interrupt)),
-            None => crate::confine::Root::open(&src).and_then(|from| {
-                build.copy_from(&from, Utf8Path::new(""), &rel, Some(&self.run.interrupt))
-            }),
-        };
-        copied.map_err(|e| format!("cannot copy `{src}` to `{work}`: {e}"))?;
-        Ok(work)
-    }
-
-    /// A fresh empty directory `build/<arch>/work/<name>`.
-    pub fn work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        if name.contains('/') || name.starts_with('.') || name.is_empty() {
-            return Err(format!("work directory name `{name}` must be a plain name"));
-        }
-        self.fresh_work_dir(name)
-    }
-
-    fn fresh_work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        let work = self.run.arch_dir().join("work").join(name);
-        let build = self.run.policy.build();
-        let rel = self.run.build_rel(&work)?;
-        build
-            .remove_all(&rel, Some(&self.run.interrupt))
-            .map_err(|e| format!("cannot remove `{work}`: {e}"))?;
-        build
-            .mkdir_all(&rel)
-            .map_err(|e| format!("cannot create `{work}`: {e}"))?;
-        Ok(work)
-    }
-
     /// Run a command in the airlock, in `cwd`, logging to this frame's log.
     pub fn run_cmd(
         &self,
@@ -1186,54 +886,23 @@ impl Ctx {
         })
     }
 
-    /// Fill `<out>/bin` with links to host programs. Names may end in `*`
-    /// to take every program with that prefix (`sh4-linux-gnu-*`). Every
-    /// resolved tool is recorded, so a changed host compiler rebuilds.
+    /// Fill `<out>/bin` with links to host programs (see
+    /// `airlock::resolve_host_tools`). Every resolved tool is recorded by
+    /// its identity, so a changed host compiler rebuilds.
     pub fn host_tools(&self, names: &[String], optional: &[String]) -> PrimResult<Vec<String>> {
         let out = self.out()?;
-        let mut tools: Vec<String> = Vec::new();
-        let mut missing: Vec<String> = Vec::new();
-        let mut optional_missing: Vec<String> = Vec::new();
         let host_path = std::env::var("PATH").unwrap_or_default();
-        for (list, is_optional) in [(names, false), (optional, true)] {
-            for n in list {
-                if let Some(prefix) = n.strip_suffix('*') {
-                    let found = glob_host(prefix, &host_path);
-                    if found.is_empty() {
-                        if is_optional {
-                            optional_missing.push(n.clone())
-                        } else {
-                            missing.push(n.clone())
-                        }
-                    }
-                    tools.extend(found.into_iter().map(|(name, p)| format!("{name}={p}")));
-                } else {
-                    let (name, path) = match n.split_once('=') {
-                        Some((a, b)) => (a.to_string(), Some(Utf8PathBuf::from(b))),
-                        None => (n.clone(), resolve_host_tool(n)),
-                    };
-                    match path {
-                        Some(p) => tools.push(format!("{name}={p}")),
-                        None if is_optional => optional_missing.push(n.clone()),
-                        None => missing.push(n.clone()),
-                    }
-                }
-            }
-        }
-        if !missing.is_empty() {
-            return Err(format!(
-                "host programs not found: {}; install them (see README.md for the Debian packages) and run again",
-                missing.join(", ")
-            ));
-        }
-        {
-            let mut inputs = self.frame.inputs.lock().unwrap();
-            for t in &tools {
-                if let Some((name, p)) = t.split_once('=')
-                    && !name.contains('*')
-                {
-                    inputs.tools.insert(p.to_string(), p.to_string());
-                }
+        let dirs = airlock::path_dirs(&host_path);
+        let (tools, mut optional_missing) = airlock::resolve_host_tools(names, optional, &dirs)
+            .map_err(|missing| {
+                format!(
+                    "host programs not found: {}; install them (see README.md for the Debian packages) and run again",
+                    missing.join(", ")
+                )
+            })?;
+        for t in &tools {
+            if let Some((_, p)) = t.split_once('=') {
+                self.record_tool(Utf8Path::new(p));
             }
         }
         let bin = out.join("bin");
@@ -1242,56 +911,114 @@ impl Ctx {
         optional_missing.extend(left);
         Ok(optional_missing)
     }
-}
 
-/// Host programs whose names start with `prefix`, first PATH entry wins.
-fn glob_host(prefix: &str, host_path: &str) -> Vec<(String, Utf8PathBuf)> {
-    let mut found: BTreeMap<String, Utf8PathBuf> = BTreeMap::new();
-    for dir in host_path.split(':').filter(|d| !d.is_empty()) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            let p = Utf8PathBuf::from(dir).join(&name);
-            if name.starts_with(prefix) && is_executable(&p) {
-                found.entry(name).or_insert(p);
+    /// A host program through the host's PATH, recorded as an input by
+    /// its identity; its absence is recorded too (installing it rebuilds).
+    pub fn which(&self, name: &str) -> Option<Utf8PathBuf> {
+        match airlock::host_program(name) {
+            Some(p) => {
+                self.record_tool(&p);
+                Some(p)
+            }
+            None => {
+                self.frame
+                    .inputs
+                    .lock()
+                    .unwrap()
+                    .tools
+                    .insert(name.to_string(), String::new());
+                None
             }
         }
     }
-    found.into_iter().collect()
-}
 
-/// Fetch packages in parallel, at most `jobs` (and at most 4) at a time.
-/// Overridden packages are not fetched; they are logged as unverified.
-pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
-    let todo: Vec<&Package> = pkgs
-        .iter()
-        .filter(|p| match run.overrides.get(&p.name) {
-            Some(path) => {
-                run.warn_override(&p.name, path);
-                false
-            }
-            None => true,
-        })
-        .collect();
-    let specs: Vec<_> = todo.iter().map(|p| p.spec()).collect();
-    let say = |name: &str, line: &str| {
-        if !line.ends_with("(cached)") {
-            println!("    {name}: {line}");
+    /// Whether the airlock's own tools (`build/<arch>/host/bin`, which the
+    /// host-tools stage fills) include NAME: a command run in the airlock
+    /// finds it by its bare name.
+    pub fn in_airlock(&self, name: &str) -> bool {
+        !name.contains('/')
+            && self
+                .run
+                .policy
+                .build()
+                .exists(&Utf8PathBuf::from(format!(
+                    "{}/host/bin/{name}",
+                    self.run.arch()
+                )))
+                .unwrap_or(false)
+    }
+
+    /// The miniconfig files `paths` (readable, recorded) merged in order,
+    /// their entries naming project files by their project path.
+    pub fn miniconfig(&self, paths: &[String]) -> PrimResult<crate::kconfig::Miniconfig> {
+        let mut mini = crate::kconfig::Miniconfig::default();
+        for p in paths {
+            let text = self.read_text(p)?;
+            let abs = crate::project::absolute(Utf8Path::new(p));
+            let shown = self.run.engine.project.relative(&abs);
+            let one =
+                crate::kconfig::Miniconfig::parse_str(&text, &shown).map_err(|e| format!("{e}"))?;
+            mini.merge(one);
         }
-    };
-    let failures =
-        crate::fetch::fetch_many(&run.cache, &specs, &run.fetch_options(), run.jobs, &say);
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures
-            .iter()
-            .map(|(_, e)| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"))
+        Ok(mini)
+    }
+
+    /// Run `script` for each of `arches` as a child rhbuild (see `matrix`),
+    /// `parallel` at a time, with this run's build directory, `--set`
+    /// settings and `--source` overrides; logs and event files under `dir`.
+    pub fn run_targets(
+        &self,
+        script: &str,
+        arches: &[String],
+        parallel: usize,
+        jobs: usize,
+        dir: &str,
+    ) -> PrimResult<Vec<crate::matrix::Outcome>> {
+        let known = self.run.engine.project.target_names();
+        if let Some(a) = arches.iter().find(|a| !known.contains(a)) {
+            return Err(format!("no target `{a}` (targets: {})", known.join(", ")));
+        }
+        let dir = self.writable(dir)?;
+        let root = self.run.engine.project.root.clone();
+        if !root.join(script).is_file() {
+            return Err(format!("run_targets: no script `{script}`"));
+        }
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find the rhbuild binary: {e}"))?;
+        let plan = crate::matrix::Plan {
+            exe: Utf8PathBuf::from_path_buf(exe)
+                .map_err(|p| format!("`{}` is not UTF-8", p.display()))?,
+            script: script.into(),
+            arches: arches.to_vec(),
+            parallel,
+            jobs,
+            args: crate::matrix::child_args(
+                &self.run.build_dir,
+                self.run.settings.command_line(),
+                &self.run.overrides,
+            ),
+            dir,
+            project_root: root,
+        };
+        let outcomes = crate::matrix::run(&plan, &self.run.interrupt, |o| {
+            let verdict = if o.exit == 0 { "passed" } else { "FAILED" };
+            println!(
+                "    {:<14} {verdict} in {:.0} s (log: {})",
+                o.arch, o.seconds, o.log
+            );
+        })
+        .map_err(|e| format!("running the targets: {e}"))?;
+        if self.run.interrupt.is_set() {
+            return Err("interrupted".into());
+        }
+        Ok(outcomes)
+    }
+
+    /// Record a host program as an input: its path and identity.
+    pub fn record_tool(&self, path: &Utf8Path) {
+        self.frame.inputs.lock().unwrap().tools.insert(
+            path.to_string(),
+            airlock::program_identity(path).unwrap_or_default(),
+        );
     }
 }

@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 /// Settings every target must define, and what each is for.
 pub const REQUIRED: &[(&str, &str)] = &[
     ("DESCRIPTION", "one line saying what CPU and board this is"),
+    (
+        "TRIPLE",
+        "the toolchain's target triple, which names its tools, for example \"sh4-linux-musl\"",
+    ),
     ("KARCH", "the kernel's ARCH= name, for example \"sh\""),
     (
         "KERNEL_IMAGE",
@@ -56,6 +60,20 @@ pub struct Target {
     /// `targets/<name>/target.rhai`, relative to the project root.
     pub file: Utf8PathBuf,
     pub settings: BTreeMap<String, String>,
+}
+
+impl Target {
+    /// The stand-in of a script that runs across targets
+    /// (`export const all_targets = true;`) when no `--arch` is given: no
+    /// settings, its files under `build/all/`.
+    pub fn all(engine: &ScriptEngine) -> Target {
+        Target {
+            name: "all".into(),
+            dir: engine.project.targets(),
+            file: Utf8PathBuf::new(),
+            settings: BTreeMap::new(),
+        }
+    }
 }
 
 /// A setting's value as text: strings as they are, numbers and booleans

@@ -773,7 +773,7 @@ fn spawn_run(p: &TestProject, args: &[&str]) -> std::process::Child {
         .args(args)
         .current_dir(&p.root)
         .env("NO_COLOR", "1")
-        .env("TOOLCHAIN", "debian")
+        .env("RHBUILD_SET_TOOLCHAIN", "debian")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

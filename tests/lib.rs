@@ -15,4 +15,5 @@ mod patch;
 mod pipeline;
 mod properties;
 mod qemu;
+mod structure;
 mod toolchain;

@@ -49,7 +49,7 @@ fn rhbuild_at(arch: &str, dir: &camino::Utf8Path, args: &[&str]) -> Command {
         .arg(dir.as_str())
         .current_dir(crate::util::repo_root())
         .env("NO_COLOR", "1")
-        .env("TOOLCHAIN", "debian")
+        .env("RHBUILD_SET_TOOLCHAIN", "debian")
         .env_remove("CROSS_COMPILE")
         .env_remove("ARCH");
     cmd
@@ -306,6 +306,7 @@ fn the_standalone_run_emulator_script_boots_without_rhbuild() {
         binary: "sh".into(),
         args: vec![copy.join("run-emulator.sh").to_string()],
         console_log: copy.join("console.log"),
+        package: None,
     };
     let mut vm =
         rhbuild::qemu::QemuConsole::spawn(&spec, rhbuild::interrupt::Interrupt::new()).unwrap();
@@ -366,7 +367,7 @@ fn miniconfig_shrinks_the_sh4_kernel_config_and_it_expands_back() {
     ])
     .arg("--source")
     .arg(format!("linux={LINUX_SOURCE}"))
-    .env("TOOLCHAIN", "debian")
+    .env("RHBUILD_SET_TOOLCHAIN", "debian")
     .current_dir(crate::util::repo_root())
     .env("NO_COLOR", "1");
     let o = run(cmd);
@@ -454,7 +455,7 @@ fn armv5l_builds_boots_and_passes_the_smoketest() {
     require_tool("qemu-system-arm", "qemu-system-arm");
     require_tool("qemu-arm-static", "qemu-user-static");
     // The same scripts and a different target folder: nothing in the host
-    // knows either architecture.
+    // knows either architecture (structure::nothing_in_src_names_a_target_or_a_board).
     let cmd = rhbuild_at("armv5l", &build_dir(), &["run", "scripts/smoketest.rhai"]);
     let o = run(cmd);
     assert!(o.status.success(), "{}", show(&o));

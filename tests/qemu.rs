@@ -19,8 +19,7 @@ fn require_qemu() {
         .any(|d| Utf8Path::new(d).join(QEMU).is_file());
     assert!(
         found,
-        "this test needs `{QEMU}`: apt-get install {}",
-        qemu::debian_package(QEMU)
+        "this test needs `{QEMU}`: apt-get install qemu-system-misc"
     );
 }
 
@@ -47,6 +46,7 @@ fn monitor_spec(dir: &Utf8Path) -> QemuSpec {
         .map(|s| s.to_string())
         .collect(),
         console_log: dir.join("logs/console.log"),
+        package: None,
     }
 }
 
@@ -193,6 +193,7 @@ fn missing_binary_names_the_debian_package() {
         binary: "/nonexistent/bin/qemu-system-sparc64".to_string(),
         args: vec![],
         console_log: dir.root.join("console.log"),
+        package: Some("qemu-system-sparc".to_string()),
     };
     let err = match QemuConsole::spawn(&spec, Interrupt::new()) {
         Ok(_) => panic!("a QEMU at /nonexistent started"),
@@ -205,13 +206,14 @@ fn missing_binary_names_the_debian_package() {
     );
     let err = qemu::interactive(&QemuSpec {
         binary: "qemu-system-rhbuild-test-absent".to_string(),
+        package: None,
         ..spec
     })
     .unwrap_err();
     assert_eq!(
         err.to_string(),
         "`qemu-system-rhbuild-test-absent` is not installed: expected it on PATH; \
-         it comes with the Debian package `qemu-system-misc`, install it with `apt-get install qemu-system-misc`"
+         install QEMU for this target (the target's QEMU_PACKAGE names its Debian package)"
     );
 }
 
@@ -223,6 +225,7 @@ fn interactive_returns_qemu_status() {
         binary: QEMU.to_string(),
         args: vec!["-version".to_string()],
         console_log: dir.root.join("console.log"),
+        package: None,
     };
     assert!(qemu::interactive(&spec).unwrap().success());
     let spec = QemuSpec {

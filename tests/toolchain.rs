@@ -166,7 +166,7 @@ fn rhbuild(arch: &str, args: &[&str]) -> Command {
         .arg(build_dir().as_str())
         .current_dir(crate::util::repo_root())
         .env("NO_COLOR", "1")
-        .env_remove("TOOLCHAIN")
+        .env_remove("RHBUILD_SET_TOOLCHAIN")
         .env_remove("CROSS_COMPILE")
         .env_remove("ARCH");
     cmd
@@ -324,7 +324,7 @@ fn a_failing_toolchain_package_names_itself_and_leaves_no_toolchain() {
     );
     p.write("packages/binutils.rhai", &broken);
     let mut run = p.rhbuild(&["run", "scripts/cross-compiler.rhai", "--arch", "sh4"]);
-    run.cmd.env_remove("TOOLCHAIN");
+    run.cmd.env_remove("RHBUILD_SET_TOOLCHAIN");
     let o = run.failure();
     assert!(o.stderr.contains("binutils"), "{}", o.stderr);
     assert!(

@@ -59,7 +59,7 @@ impl TestProject {
         cmd.args(args)
             .current_dir(&self.root)
             .env("NO_COLOR", "1")
-            .env("TOOLCHAIN", "debian")
+            .env("RHBUILD_SET_TOOLCHAIN", "debian")
             .env_remove("CROSS_COMPILE")
             .env_remove("ARCH");
         Run {
@@ -81,6 +81,7 @@ impl TestProject {
 pub fn minimal_target(name: &str) -> String {
     format!(
         r#"export const DESCRIPTION = "test target {name}";
+export const TRIPLE = "sh4-linux-musl";
 export const KARCH = "sh";
 export const KERNEL_IMAGE = "arch/sh/boot/zImage";
 export const DEBIAN_CROSS_COMPILE = "sh4-linux-gnu-";

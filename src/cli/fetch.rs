@@ -3,7 +3,6 @@
 use super::{CliResult, msg};
 use crate::engine::ScriptEngine;
 use crate::fetch::SourceCache;
-use camino::Utf8PathBuf;
 use std::process::ExitCode;
 
 /// Download and verify packages into build/cache/ (all packages when none
@@ -15,23 +14,14 @@ use std::process::ExitCode;
 pub struct Args {
     /// Packages to fetch (default: every package in packages/).
     packages: Vec<String>,
-    /// The target (fetching does not depend on it; accepted for symmetry with run).
-    #[arg(long, short, env = "ARCH", default_value = "sh4")]
-    arch: String,
     /// Parallel downloads (at most 4).
     #[arg(short = 'j', long)]
     jobs: Option<usize>,
-    #[arg(
-        long,
-        env = "RHBUILD_BUILD_DIR",
-        default_value = "build",
-        value_name = "DIR"
-    )]
-    build_dir: Utf8PathBuf,
-    /// A local tarball or directory replacing a package's source: it is not
-    /// fetched (and not verified).
-    #[arg(long = "source", value_name = "NAME=PATH")]
-    source: Vec<String>,
+    #[command(flatten)]
+    build_dir: super::args::BuildDir,
+    /// A package named here is not fetched (and not verified).
+    #[command(flatten)]
+    sources: super::args::Sources,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -41,7 +31,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     } else {
         args.packages.clone()
     };
-    let overrides = super::run::parse_sources(&args.source).map_err(msg)?;
+    let overrides = args.sources.parse().map_err(msg)?;
     let mut pkgs = Vec::new();
     for n in &names {
         if let Some(p) = overrides.get(n) {
@@ -55,11 +45,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?,
         );
     }
-    let build_dir = if args.build_dir.is_absolute() {
-        args.build_dir.clone()
-    } else {
-        engine.project.root.join(&args.build_dir)
-    };
+    let build_dir = args.build_dir.resolve(&engine);
     let cache = crate::confine::Root::create(&build_dir)
         .and_then(|b| b.subdir(camino::Utf8Path::new("cache")))
         .map(SourceCache::in_root)
@@ -71,7 +57,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
             .ok()
             .filter(|s| !s.is_empty()),
         progress: std::io::stderr().is_terminal(),
-        interrupt,
+        interrupt: interrupt.clone(),
         ..Default::default()
     };
     let jobs = args.jobs.unwrap_or_else(super::default_jobs);
@@ -80,6 +66,10 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     let failures = crate::fetch::fetch_many(&cache, &specs, &opts, jobs, &say);
     for (_, e) in &failures {
         super::report(e);
+    }
+    if interrupt.is_set() {
+        eprintln!("interrupted: nothing half-fetched was kept");
+        return Ok(ExitCode::from(130));
     }
     if failures.is_empty() {
         Ok(ExitCode::SUCCESS)

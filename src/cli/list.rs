@@ -48,7 +48,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         What::Stages => {
             for n in p.names_in(&p.scripts()) {
                 let rel = camino::Utf8PathBuf::from(format!("scripts/{n}.rhai"));
-                let kind = match engine.compile(&rel, &crate::stage::ctx_scope_template()) {
+                let kind = match engine.compile(&rel, &crate::engine::ScriptEngine::stage_scope()) {
                     Ok(ast) => match crate::engine::literal_const(&ast, "output") {
                         Some(o) => format!("stage, writes build/<arch>/{o}"),
                         None => "action".to_string(),

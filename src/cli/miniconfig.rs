@@ -20,23 +20,10 @@ pub struct Args {
     /// Where to write the miniconfig (default: standard output).
     #[arg(long, short)]
     output: Option<Utf8PathBuf>,
-    /// The kernel source (a tarball or directory; default: the `linux` package's verified source).
-    #[arg(long = "source", value_name = "NAME=PATH")]
-    source: Vec<String>,
-    #[arg(
-        long,
-        env = "RHBUILD_BUILD_DIR",
-        default_value = "build",
-        value_name = "DIR"
-    )]
-    build_dir: Utf8PathBuf,
-    /// How strictly build commands are confined (see `rhbuild run --help`).
-    #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
-    sandbox: crate::sandbox::Level,
-    /// Refuse at once, naming the holder, when another run uses the build
-    /// directory (the default is to wait for it).
-    #[arg(long)]
-    no_wait: bool,
+    /// The kernel source comes from `--source linux=...` (a tarball or
+    /// directory; default: the `linux` package's verified source).
+    #[command(flatten)]
+    options: super::args::RunOptions,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -51,11 +38,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         return Err(msg(format!("no file `{}`", args.config)));
     }
     // The script reads and writes inside the build directory only.
-    let build_dir = if args.build_dir.is_absolute() {
-        args.build_dir.clone()
-    } else {
-        engine.project.root.join(&args.build_dir)
-    };
+    let build_dir = args.options.build_dir.resolve(&engine);
     let tmp = build_dir.join(&args.arch).join("tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| msg(format!("cannot create `{tmp}`: {e}")))?;
     let input = tmp.join("miniconfig-input.config");
@@ -66,26 +49,11 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         format!("MINICONFIG_INPUT={input}"),
         format!("MINICONFIG_OUTPUT={output}"),
     ];
-    let cli_settings = crate::settings::Settings::parse_pairs(&set)
-        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
-    let overrides = super::run::parse_sources(&args.source).map_err(msg)?;
-    let cfg = crate::stage::RunConfig {
-        arch: args.arch.clone(),
-        build_dir,
-        jobs: super::default_jobs(),
-        cli_settings,
-        env: crate::stage::Run::environment(),
-        overrides,
-        events: None,
-        sandbox: args.sandbox,
-        wait_for_lock: !args.no_wait,
-    };
-    let interrupt = crate::interrupt::Interrupt::from_signals()
-        .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
-    let run = crate::stage::Run::new(engine, cfg, interrupt)
-        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
-    run.run_script(&rel)
-        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
+    let (run, interrupt) = args.options.start(engine, args.arch.clone(), &set, None)?;
+    let result = run.run_script(&rel);
+    if interrupt.is_set() || result.is_err() {
+        return super::args::finish(result, &interrupt);
+    }
     let text = std::fs::read_to_string(&output)
         .map_err(|e| msg(format!("cannot read `{output}`: {e}")))?;
     match &args.output {

@@ -1,11 +1,16 @@
-//! The command line: one file per subcommand, each with `cli()` (its
-//! arguments) and `exec()` (running it over the library).
+//! The command line, and the composition root: it opens the project,
+//! registers the primitives into the engine (`api::register`) and hands
+//! both to the subcommand. One file per subcommand, each with `Args` (its
+//! clap arguments) and `exec()` (running it over the library); the
+//! arguments several share are in `args`.
 
+mod args;
 mod check;
 mod fetch;
 mod list;
 mod miniconfig;
 mod run;
+mod settings;
 
 use crate::engine::ScriptEngine;
 use crate::project::Project;
@@ -18,7 +23,7 @@ use std::process::ExitCode;
     name = "rhbuild",
     version,
     about = "Build Linux systems for foreign CPUs from pinned sources, and boot them under QEMU",
-    after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild check\n  rhbuild list targets\n  rhbuild fetch --arch sh4 busybox"
+    after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild check\n  rhbuild list targets\n  rhbuild settings --arch sh4\n  rhbuild fetch busybox"
 )]
 struct Cli {
     /// The project checkout (default: the nearest directory at or above the
@@ -34,8 +39,22 @@ enum Command {
     Run(run::Args),
     Check(check::Args),
     List(list::Args),
+    Settings(settings::Args),
     Fetch(fetch::Args),
     Miniconfig(miniconfig::Args),
+    /// Copy standard input and output to a service on the host's loopback
+    /// (QEMU's `guestfwd` rules run it for each guest connection).
+    #[command(hide = true)]
+    Relay {
+        /// `127.0.0.1:PORT`; any other address is refused.
+        addr: String,
+    },
+    /// Confine this process and run a build command (see `sandbox`).
+    #[command(name = "__sandbox", hide = true)]
+    Sandbox {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Entry point of the `rhbuild` binary. When invoked under a compiler name
@@ -44,13 +63,21 @@ pub fn main() -> ExitCode {
     if let Some(code) = crate::ccwrap::dispatch() {
         return code;
     }
-    if let Some(code) = crate::sandbox::dispatch() {
-        return code;
-    }
-    if let Some(code) = crate::serve::dispatch() {
-        return code;
-    }
     let cli = Cli::parse();
+    // The two internal subcommands need no project.
+    match cli.command {
+        Command::Relay { addr } => {
+            return match crate::serve::relay(&addr) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Command::Sandbox { args } => return crate::sandbox::helper_main(args),
+        _ => {}
+    }
     let start = cli
         .project
         .clone()
@@ -59,13 +86,20 @@ pub fn main() -> ExitCode {
         Ok(p) => p,
         Err(e) => return report(&e),
     };
-    let engine = ScriptEngine::new(project);
+    // The composition root: the engine, with the primitives registered.
+    let mut engine = match ScriptEngine::new(project) {
+        Ok(e) => e,
+        Err(e) => return report(msg(format!("cannot open the project: {e}")).as_ref()),
+    };
+    crate::api::register(&mut engine.engine);
     let result = match cli.command {
         Command::Run(a) => run::exec(engine, a),
         Command::Check(a) => check::exec(engine, a),
         Command::List(a) => list::exec(engine, a),
         Command::Fetch(a) => fetch::exec(engine, a),
         Command::Miniconfig(a) => miniconfig::exec(engine, a),
+        Command::Settings(a) => settings::exec(engine, a),
+        Command::Relay { .. } | Command::Sandbox { .. } => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,

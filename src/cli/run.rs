@@ -1,13 +1,9 @@
 //! `rhbuild run SCRIPT`: run a stage (and what it needs) or an action.
 
+use super::args::{Arch, RunOptions, finish};
 use super::{CliResult, msg};
 use crate::engine::ScriptEngine;
-use crate::interrupt::Interrupt;
-use crate::settings::Settings;
-use crate::stage::{Run, RunConfig};
-use camino::{Utf8Path, Utf8PathBuf};
-use std::collections::BTreeMap;
-use std::process::ExitCode;
+use camino::Utf8PathBuf;
 
 /// Run a script: a stage is skipped when its inputs are unchanged, and
 /// everything it needs before it runs first.
@@ -18,57 +14,14 @@ use std::process::ExitCode;
 pub struct Args {
     /// The script to run, for example scripts/system-image.rhai.
     script: Utf8PathBuf,
-    /// The target: a folder of targets/.
-    #[arg(long, short, env = "ARCH", default_value = "sh4")]
-    arch: String,
-    /// Override a setting (highest priority, above the environment and the target).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    set: Vec<String>,
-    /// Use a local tarball or directory as a package's source (unverified; logged).
-    #[arg(long = "source", value_name = "NAME=PATH")]
-    source: Vec<String>,
-    /// Parallel jobs (default: the number of cores).
-    #[arg(short = 'j', long)]
-    jobs: Option<usize>,
-    /// Where everything a run writes goes.
-    #[arg(
-        long,
-        env = "RHBUILD_BUILD_DIR",
-        default_value = "build",
-        value_name = "DIR"
-    )]
-    build_dir: Utf8PathBuf,
-    /// How strictly build commands are confined: `auto` takes what the
-    /// kernel offers and says what it lacks; `require` fails without all of
-    /// it; `off` runs commands unconfined (said and recorded).
-    #[arg(long, env = "RHBUILD_SANDBOX", value_enum, default_value = "auto")]
-    sandbox: crate::sandbox::Level,
-    /// Refuse at once, naming the holder, when another run uses the build
-    /// directory (the default is to wait for it).
-    #[arg(long)]
-    no_wait: bool,
+    #[command(flatten)]
+    arch: Arch,
+    #[command(flatten)]
+    options: RunOptions,
     /// Append one JSON line per stage and package event (start, up-to-date,
     /// done, failed, blocked) and per result a script reports to FILE.
     #[arg(long, value_name = "FILE")]
     events: Option<Utf8PathBuf>,
-}
-
-/// Parse `--source NAME=PATH` pairs; paths must exist.
-pub fn parse_sources(pairs: &[String]) -> Result<BTreeMap<String, Utf8PathBuf>, String> {
-    let mut out = BTreeMap::new();
-    for p in pairs {
-        let Some((name, path)) = p.split_once('=') else {
-            return Err(format!(
-                "malformed `--source {p}`: expected NAME=PATH, for example `--source linux=/usr/src/linux-source-6.1.tar.xz`"
-            ));
-        };
-        let path = crate::project::absolute(Utf8Path::new(path));
-        if !path.exists() {
-            return Err(format!("`--source {name}=...`: `{path}` does not exist"));
-        }
-        out.insert(name.to_string(), path);
-    }
-    Ok(out)
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -92,43 +45,18 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 .join(", ")
         )));
     }
-    let cli_settings = Settings::parse_pairs(&args.set)
-        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
-    let overrides = parse_sources(&args.source).map_err(msg)?;
-    let build_dir = if args.build_dir.is_absolute() {
-        args.build_dir.clone()
-    } else {
-        engine.project.root.join(&args.build_dir)
+    // A script that runs across targets (`export const all_targets =
+    // true;`) needs none.
+    let across = engine
+        .compile(&rel, &ScriptEngine::stage_scope())
+        .map(|ast| crate::engine::literal_true(&ast, "all_targets"))
+        .unwrap_or(false);
+    let arch = match args.arch.name(&engine) {
+        Ok(a) => a,
+        Err(_) if across => String::new(),
+        Err(e) => return Err(msg(e)),
     };
-    let cfg = RunConfig {
-        arch: args.arch.clone(),
-        build_dir,
-        jobs: args.jobs.unwrap_or_else(super::default_jobs),
-        cli_settings,
-        env: Run::environment(),
-        overrides,
-        events: args.events.as_ref().map(|e| crate::project::absolute(e)),
-        sandbox: args.sandbox,
-        wait_for_lock: !args.no_wait,
-    };
-    let interrupt = Interrupt::from_signals()
-        .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
-    let run = Run::new(engine, cfg, interrupt.clone())
-        .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
-    let result = run.run_script(&rel);
-    match result {
-        // An action that ended after an interrupt did not finish its work.
-        Ok(()) if interrupt.is_set() => {
-            eprintln!("interrupted: nothing half-built was kept");
-            Ok(ExitCode::from(130))
-        }
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            if interrupt.is_set() {
-                eprintln!("interrupted: nothing half-built was kept");
-                return Ok(ExitCode::from(130));
-            }
-            Err(Box::new(e))
-        }
-    }
+    let events = args.events.as_ref().map(|e| crate::project::absolute(e));
+    let (run, interrupt) = args.options.start(engine, arch, &[], events)?;
+    finish(run.run_script(&rel), &interrupt)
 }

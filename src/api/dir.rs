@@ -1,0 +1,156 @@
+//! `Dir`: a directory commands run in, and its kernel configuration.
+
+use super::{RhaiResult, env_map, fail, lift, strings};
+use crate::stage::Ctx;
+use camino::{Utf8Path, Utf8PathBuf};
+use rhai::{Array, Dynamic, Engine, ImmutableString, Map};
+use std::collections::BTreeMap;
+
+/// A directory a script works in: commands run there.
+#[derive(Clone)]
+pub struct Dir {
+    ctx: Ctx,
+    path: Utf8PathBuf,
+}
+
+impl Dir {
+    pub fn new(ctx: &Ctx, path: Utf8PathBuf) -> Dir {
+        Dir {
+            ctx: ctx.clone(),
+            path,
+        }
+    }
+
+    fn at(&self, rel: &str) -> String {
+        self.path.join(rel).to_string()
+    }
+
+    fn run(&self, argv: Vec<String>, env: BTreeMap<String, String>) -> RhaiResult<()> {
+        lift(self.ctx.run_cmd(&self.path, argv, env))
+    }
+
+    /// A runner for kconfig's expander: commands in the airlock, in `cwd`.
+    fn runner(&self) -> impl FnMut(&[String], &Utf8Path) -> Result<(), String> + use<> {
+        let ctx = self.ctx.clone();
+        move |argv: &[String], cwd: &Utf8Path| ctx.run_cmd(cwd, argv.to_vec(), BTreeMap::new())
+    }
+}
+
+pub fn register(engine: &mut Engine) {
+    engine.register_type_with_name::<Dir>("Dir");
+    engine.register_get("path", |d: &mut Dir| d.path.to_string());
+    engine.register_fn("file", |d: &mut Dir, rel: &str| d.at(rel));
+    engine.register_fn("to_string", |d: &mut Dir| d.path.to_string());
+    engine.register_fn("exists", |d: &mut Dir, rel: &str| {
+        lift(d.ctx.exists(&d.at(rel)))
+    });
+    engine.register_fn("dir", |d: &mut Dir, rel: &str| -> RhaiResult<Dir> {
+        lift(d.ctx.make_dir(&d.at(rel)))?;
+        Ok(Dir::new(&d.ctx, d.path.join(rel)))
+    });
+
+    // Commands.
+    engine.register_fn("run", |d: &mut Dir, argv: Array| -> RhaiResult<()> {
+        d.run(strings(&argv, "the command")?, BTreeMap::new())
+    });
+    engine.register_fn(
+        "run",
+        |d: &mut Dir, argv: Array, env: Map| -> RhaiResult<()> {
+            d.run(strings(&argv, "the command")?, env_map(&env)?)
+        },
+    );
+    engine.register_fn("output", |d: &mut Dir, argv: Array| -> RhaiResult<String> {
+        let argv = strings(&argv, "the command")?;
+        lift(
+            d.ctx
+                .output_cmd(&d.path, argv, BTreeMap::new())
+                .map(|o| o.trim().to_string()),
+        )
+    });
+    engine.register_fn("make", |d: &mut Dir, args: Array| -> RhaiResult<()> {
+        let mut argv = vec!["make".to_string()];
+        argv.extend(strings(&args, "make's arguments")?);
+        d.run(argv, BTreeMap::new())
+    });
+    engine.register_fn(
+        "make",
+        |d: &mut Dir, args: Array, env: Map| -> RhaiResult<()> {
+            let mut argv = vec!["make".to_string()];
+            argv.extend(strings(&args, "make's arguments")?);
+            d.run(argv, env_map(&env)?)
+        },
+    );
+
+    // Kernel configuration.
+    engine.register_fn(
+        "kconfig_set",
+        |d: &mut Dir, rel: &str, symbols: Map| -> RhaiResult<()> {
+            let symbols = kconfig_values(&symbols)?;
+            lift(d.ctx.kconfig_set(&d.at(rel), &symbols))
+        },
+    );
+    engine.register_fn(
+        "kconfig_get",
+        |d: &mut Dir, rel: &str, symbol: &str| -> RhaiResult<Dynamic> {
+            let v = lift(d.ctx.kconfig_get(&d.at(rel), symbol))?;
+            Ok(v.map(Dynamic::from).unwrap_or(Dynamic::UNIT))
+        },
+    );
+    engine.register_fn(
+        "allnoconfig",
+        |d: &mut Dir, minis: Array, make_args: Array| -> RhaiResult<()> {
+            let minis = strings(&minis, "the miniconfig list")?;
+            let make_args = strings(&make_args, "make's arguments")?;
+            let mini = lift(d.ctx.miniconfig(&minis))?;
+            let (src, out, rest) = crate::kconfig::split_make_args(&d.path, &make_args);
+            let mut expander = crate::kconfig::make_expander_with(
+                crate::kconfig::ExpandMethod::Allnoconfig,
+                &src,
+                &out,
+                rest,
+                d.runner(),
+            );
+            crate::kconfig::expand(&mini, &mut expander)
+                .map(drop)
+                .map_err(|e| fail(e.to_string()))
+        },
+    );
+    engine.register_fn(
+        "shrink_config",
+        |d: &mut Dir, full: &str, out: &str, make_args: Array| -> RhaiResult<String> {
+            let make_args = strings(&make_args, "make's arguments")?;
+            let text = lift(d.ctx.read_text(full))?;
+            let cfg = crate::kconfig::DotConfig::parse_str(&text);
+            let out = lift(d.ctx.writable(out))?;
+            let mut expander = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
+            crate::kconfig::shrink(&cfg, &mut expander)
+                .map(|m| m.render())
+                .map_err(|e| fail(e.to_string()))
+        },
+    );
+}
+
+/// A script's symbol map as kconfig values.
+fn kconfig_values(symbols: &Map) -> RhaiResult<Vec<(String, crate::kconfig::Value)>> {
+    use crate::kconfig::Value;
+    symbols
+        .iter()
+        .map(|(k, v)| {
+            let value = if let Some(b) = v.clone().try_cast::<bool>() {
+                Value::Bool(b)
+            } else if let Some(i) = v.clone().try_cast::<i64>() {
+                Value::Int(i)
+            } else if let Some(s) = v.clone().try_cast::<ImmutableString>() {
+                match s.as_str() {
+                    "y" | "m" | "n" => Value::Tristate(s.chars().next().unwrap_or('n')),
+                    _ => Value::Text(s.to_string()),
+                }
+            } else {
+                return Err(fail(format!(
+                    "kconfig_set: `{k}` must be true, false, a number or a string"
+                )));
+            };
+            Ok((k.to_string(), value))
+        })
+        .collect()
+}
