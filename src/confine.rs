@@ -931,7 +931,8 @@ pub enum PolicyError {
 
 impl AccessPolicy {
     /// `build` is created if missing; `project` must exist; each `MY_*`
-    /// setting that names an existing directory becomes a read root.
+    /// setting (and each `--source` override, named `--source NAME`) that
+    /// names an existing directory becomes a read root.
     pub fn new(
         build: &Utf8Path,
         project: &Utf8Path,

@@ -245,10 +245,14 @@ impl ScriptEngine {
             }
             let text = self.read(&f).map_err(|e| ScriptError::Io(f.clone(), e))?;
             seen.push((f.clone(), crate::checksum::sha256_bytes(text.as_bytes())));
-            let mut ast = match self.engine.compile(text.as_str()) {
+            // With `ctx` declared, as stage scripts are compiled: under
+            // strict variables a stage script would not compile without
+            // it, and its imports would go unrecorded.
+            let mut ast = match self
+                .engine
+                .compile_with_scope(&Self::stage_scope(), text.as_str())
+            {
                 Ok(a) => a,
-                // Strict-variable failures need the caller's scope; the
-                // imports are what matter here, so parse without it.
                 Err(_) => continue,
             };
             ast.set_source(f.as_str());

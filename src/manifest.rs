@@ -41,11 +41,18 @@ impl Inputs {
     }
 }
 
-/// A stamp of a directory tree's contents: every path with its size, mode
-/// and modification time, hashed. Cheap (no file is read), and any edit,
-/// addition or removal changes it.
+/// A stamp of a directory tree's contents: every path with its type,
+/// size, mode, modification and inode-change times, hashed; a link's
+/// target; and, for a file changed in the last two seconds (whose time
+/// cannot tell a second edit within the same tick), its contents. Any edit,
+/// addition, removal or `touch -d` back-dating changes it; no file is read
+/// otherwise, so it is cheap.
 pub fn tree_stamp(root: &Utf8Path) -> String {
     use std::os::unix::fs::MetadataExt;
+    let recent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 - 2)
+        .unwrap_or(0);
     let mut lines = Vec::new();
     let mut todo = vec![root.to_owned()];
     while let Some(d) = todo.pop() {
@@ -59,14 +66,27 @@ pub fn tree_stamp(root: &Utf8Path) -> String {
             let Ok(m) = std::fs::symlink_metadata(&p) else {
                 continue;
             };
-            lines.push(format!(
-                "{} {} {:o} {}.{}",
+            let mut line = format!(
+                "{} {} {:o} {}.{} {}.{}",
                 p.strip_prefix(root).unwrap_or(&p),
                 m.size(),
                 m.mode(),
                 m.mtime(),
-                m.mtime_nsec()
-            ));
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            );
+            if m.file_type().is_symlink() {
+                if let Ok(t) = std::fs::read_link(&p) {
+                    line.push_str(&format!(" -> {}", t.display()));
+                }
+            } else if m.is_file()
+                && (m.mtime() >= recent || m.ctime() >= recent)
+                && let Ok(bytes) = std::fs::read(&p)
+            {
+                line.push_str(&format!(" {}", crate::checksum::sha256_bytes(&bytes)));
+            }
+            lines.push(line);
             if m.is_dir() {
                 todo.push(p);
             }
@@ -74,6 +94,39 @@ pub fn tree_stamp(root: &Utf8Path) -> String {
     }
     lines.sort();
     crate::checksum::sha256_bytes(lines.join("\n").as_bytes())
+}
+
+/// What identifies a local source (`--source NAME=PATH`): a directory by
+/// the stamp of its whole contents, a file by its size, times and inode
+/// (and its contents when it changed in the last two seconds).
+pub fn local_source_identity(path: &Utf8Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(path) else {
+        return format!("unverified:{path}:missing");
+    };
+    if m.is_dir() {
+        return format!("unverified:{path}:tree:{}", tree_stamp(path));
+    }
+    let recent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64 - 2)
+        .unwrap_or(0);
+    let mut id = format!(
+        "unverified:{path}:{}:{}.{}:{}.{}:{}",
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.ino()
+    );
+    if (m.mtime() >= recent || m.ctime() >= recent)
+        && let Ok(sum) = crate::checksum::sha256_file(path)
+    {
+        id.push(':');
+        id.push_str(&sum);
+    }
+    id
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

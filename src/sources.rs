@@ -14,14 +14,7 @@ impl Run {
     /// origin's checksum, or the override's path, size and mtime.
     pub fn source_identity(&self, name: &str) -> Result<Option<String>, ScriptError> {
         if let Some(p) = self.overrides.get(name) {
-            let meta = std::fs::metadata(p).ok();
-            let (size, mtime) = meta
-                .map(|m| {
-                    use std::os::unix::fs::MetadataExt;
-                    (m.size(), m.mtime())
-                })
-                .unwrap_or((0, 0));
-            return Ok(Some(format!("unverified:{p}:{size}:{mtime}")));
+            return Ok(Some(crate::manifest::local_source_identity(p)));
         }
         let pkg = self.package(name)?;
         Ok(Some(pinned_identity(&pkg)))

@@ -40,6 +40,11 @@ pub struct RunConfig {
     /// Wait for another run's lock on the build directory (`--no-wait`:
     /// refuse at once).
     pub wait_for_lock: bool,
+    /// `--explain`: say why each stage is rebuilt.
+    pub explain: bool,
+    /// `--force STAGE`: rebuild these whatever their manifests say (the
+    /// stages that use them follow).
+    pub force: Vec<String>,
 }
 
 /// One run: the engine, the target, the settings and what has been done.
@@ -58,6 +63,8 @@ pub struct Run {
     pub sandbox: Arc<Sandbox>,
     /// This run's hold on the build directory.
     _lock: crate::lock::BuildLock,
+    explain: bool,
+    forced: Vec<String>,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
     /// Stages being worked on (cycle detection).
@@ -122,11 +129,23 @@ impl Run {
             cfg.cli_settings.clone(),
         );
         let build_dir = crate::project::absolute(&cfg.build_dir);
-        let user_dirs: Vec<(String, String)> = settings.with_prefix("MY_").into_iter().collect();
+        let mut user_dirs: Vec<(String, String)> =
+            settings.with_prefix("MY_").into_iter().collect();
+        // A `--source` directory is the user's too: its files are read.
+        for (name, path) in &cfg.overrides {
+            user_dirs.push((format!("--source {name}"), path.to_string()));
+        }
         let policy =
             AccessPolicy::new(&build_dir, &engine.project.root, &user_dirs).map_err(|e| {
                 ScriptError::Other(format!("cannot use the build directory `{build_dir}`: {e}"))
             })?;
+        let stages = engine.project.names_in(&engine.project.scripts());
+        if let Some(f) = cfg.force.iter().find(|f| !stages.contains(f)) {
+            return Err(ScriptError::Other(format!(
+                "--force {f}: no stage `{f}` (stages: {})",
+                stages.join(", ")
+            )));
+        }
         let lock = crate::lock::BuildLock::acquire(policy.build(), cfg.wait_for_lock, &interrupt)
             .map_err(|e| ScriptError::Other(e.to_string()))?;
         let cache = policy
@@ -148,6 +167,8 @@ impl Run {
             policy: Arc::new(policy),
             sandbox: Arc::new(sandbox),
             _lock: lock,
+            explain: cfg.explain,
+            forced: cfg.force.clone(),
             done: Mutex::new(HashMap::new()),
             active: Mutex::new(Vec::new()),
             packages: Mutex::new(HashMap::new()),
@@ -443,9 +464,15 @@ impl Run {
         let dest = self.arch_dir().join(output);
         let build = self.policy.build();
         let dest_rel = Utf8PathBuf::from(format!("{}/{output}", self.arch()));
-        if let Some(m) = Manifest::read_in(build, &dest_rel)
-            && self.still_holds(&m.inputs)?
-        {
+        let previous = Manifest::read_in(build, &dest_rel);
+        let why = match &previous {
+            _ if self.forced.iter().any(|f| f == name) => {
+                vec!["it was forced (--force)".to_string()]
+            }
+            None => vec!["no finished build of it".to_string()],
+            Some(m) => self.changes(&m.inputs)?,
+        };
+        if let Some(m) = previous.filter(|_| why.is_empty()) {
             println!("--- {name} ({}): up to date", self.arch());
             self.event(
                 "up-to-date",
@@ -460,6 +487,11 @@ impl Run {
             return Ok(m.hash);
         }
         println!("=== {name} ({})", self.arch());
+        if self.explain {
+            for w in &why {
+                println!("    because {w}");
+            }
+        }
         self.event("start", serde_json::json!({ "stage": name }));
         let started = Instant::now();
         let io = |what: &str, p: &Utf8Path, e: std::io::Error| {
@@ -507,7 +539,20 @@ impl Run {
             return Err(ScriptError::Other("interrupted".into()));
         }
         let inputs = frame.inputs.lock().unwrap().clone();
-        let hash = inputs.hash(name, self.arch());
+        // The inputs and this build's own id: a stage rebuilt, even from
+        // the same inputs, makes the stages that use it rebuild too.
+        let hash = crate::checksum::sha256_bytes(
+            format!(
+                "{} {} {}",
+                inputs.hash(name, self.arch()),
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            )
+            .as_bytes(),
+        );
         let own_time = started
             .elapsed()
             .saturating_sub(*frame.upstream_time.lock().unwrap())
@@ -545,9 +590,12 @@ impl Run {
         Ok(hash)
     }
 
-    /// Whether every input a manifest recorded still holds. Upstream stages
-    /// are brought up to date first (they may rebuild).
-    fn still_holds(self: &Arc<Self>, inputs: &Inputs) -> Result<bool, ScriptError> {
+    /// What changed among the inputs a manifest recorded, in words (empty:
+    /// every input still holds). Upstream stages are brought up to date
+    /// first (they may rebuild).
+    fn changes(self: &Arc<Self>, inputs: &Inputs) -> Result<Vec<String>, ScriptError> {
+        let mut out = Vec::new();
+        let short = |h: &str| h.chars().take(12).collect::<String>();
         for (f, h) in &inputs.files {
             // Project files by their path in the project; a user's patch by
             // its absolute path: both read through the access policy.
@@ -556,23 +604,40 @@ impl Run {
                 .policy
                 .read_with(path.as_str(), |l| l.root.read(&l.rel))
                 .map(|(_, b)| crate::checksum::sha256_bytes(&b));
-            if now.ok().as_deref() != Some(h.as_str()) {
-                return Ok(false);
+            match now {
+                Ok(now) if now == *h => {}
+                Ok(now) => out.push(format!(
+                    "`{f}` changed (sha256 {} → {})",
+                    short(h),
+                    short(&now)
+                )),
+                Err(_) => out.push(format!("`{f}` is gone")),
             }
         }
         for (k, v) in &inputs.settings {
-            if self.settings.get(k) != v.as_deref() {
-                return Ok(false);
+            let now = self.settings.get(k);
+            if now != v.as_deref() {
+                let show = |v: Option<&str>| v.map_or("(unset)".to_string(), |v| format!("`{v}`"));
+                out.push(format!(
+                    "setting `{k}` changed: {} → {}",
+                    show(v.as_deref()),
+                    show(now)
+                ));
             }
         }
         for (name, pkg_source) in &inputs.sources {
-            if self.source_identity(name)?.as_deref() != Some(pkg_source.as_str()) {
-                return Ok(false);
+            let now = self.source_identity(name)?.unwrap_or_default();
+            if now != *pkg_source {
+                out.push(format!(
+                    "the source of `{name}` changed: {pkg_source} → {now}"
+                ));
             }
         }
         for (dir, stamp) in &inputs.trees {
             if &crate::manifest::tree_stamp(Utf8Path::new(dir)) != stamp {
-                return Ok(false);
+                out.push(format!(
+                    "something in `{dir}` was added, removed or changed"
+                ));
             }
         }
         for (tool, identity) in &inputs.tools {
@@ -582,20 +647,35 @@ impl Run {
                 airlock::program_identity(Utf8Path::new(tool)).unwrap_or_default()
             } else {
                 airlock::host_program(tool)
-                    .map(|_| "present".to_string())
+                    .map(|p| p.to_string())
                     .unwrap_or_default()
             };
             if now != *identity {
-                return Ok(false);
+                let show = |v: &str| {
+                    if v.is_empty() {
+                        "(absent)".to_string()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                out.push(format!(
+                    "host program `{tool}` changed: {} → {}",
+                    show(identity),
+                    show(&now)
+                ));
             }
         }
         for (stage, h) in &inputs.stages {
             let (_, now) = self.stage(stage)?;
             if &now != h {
-                return Ok(false);
+                out.push(format!(
+                    "stage `{stage}` was rebuilt ({} → {})",
+                    short(h),
+                    short(&now)
+                ));
             }
         }
-        Ok(true)
+        Ok(out)
     }
 }
 

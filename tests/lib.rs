@@ -15,5 +15,6 @@ mod patch;
 mod pipeline;
 mod properties;
 mod qemu;
+mod rebuild;
 mod structure;
 mod toolchain;

@@ -105,6 +105,14 @@ pub struct RunOptions {
     /// directory (the default is to wait for it).
     #[arg(long)]
     pub no_wait: bool,
+    /// Say why each stage is rebuilt: which recorded input changed, from
+    /// what to what.
+    #[arg(long)]
+    pub explain: bool,
+    /// Rebuild STAGE (a script's name, as `linux-kernel`) whatever its
+    /// manifest says; the stages that use it follow. Repeatable.
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
 }
 
 impl RunOptions {
@@ -133,6 +141,8 @@ impl RunOptions {
             events,
             sandbox: self.sandbox,
             wait_for_lock: !self.no_wait,
+            explain: self.explain,
+            force: self.force.clone(),
         };
         let interrupt = Interrupt::from_signals()
             .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

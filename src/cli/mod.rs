@@ -6,6 +6,7 @@
 
 mod args;
 mod check;
+mod clean;
 mod fetch;
 mod list;
 mod miniconfig;
@@ -42,6 +43,7 @@ enum Command {
     Settings(settings::Args),
     Fetch(fetch::Args),
     Miniconfig(miniconfig::Args),
+    Clean(clean::Args),
     /// Copy standard input and output to a service on the host's loopback
     /// (QEMU's `guestfwd` rules run it for each guest connection).
     #[command(hide = true)]
@@ -99,6 +101,7 @@ pub fn main() -> ExitCode {
         Command::Fetch(a) => fetch::exec(engine, a),
         Command::Miniconfig(a) => miniconfig::exec(engine, a),
         Command::Settings(a) => settings::exec(engine, a),
+        Command::Clean(a) => clean::exec(engine, a),
         Command::Relay { .. } | Command::Sandbox { .. } => unreachable!("handled above"),
     };
     match result {

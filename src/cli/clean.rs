@@ -1,0 +1,93 @@
+//! `rhbuild clean [--arch A] [STAGE...]`: remove what runs built.
+
+use super::args::{Arch, BuildDir};
+use super::{CliResult, msg};
+use crate::engine::ScriptEngine;
+use camino::Utf8PathBuf;
+use std::process::ExitCode;
+
+/// Remove built outputs, holding the build directory's lock. Without
+/// `--arch`: every target's directory and the extracted sources (the
+/// download cache stays unless `--cache`). With `--arch A`: that target's
+/// directory, or only the outputs of the STAGEs named.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  rhbuild clean --arch sh4 linux-kernel\n  rhbuild clean --arch sh4\n  rhbuild clean --cache"
+)]
+pub struct Args {
+    /// Stages whose outputs to remove (with `--arch`).
+    stages: Vec<String>,
+    #[command(flatten)]
+    arch: Arch,
+    #[command(flatten)]
+    build_dir: BuildDir,
+    /// Remove the download cache too (without `--arch`).
+    #[arg(long)]
+    cache: bool,
+    /// Refuse at once when another run holds the build directory.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
+    let dir = args.build_dir.resolve(&engine);
+    if !dir.is_dir() {
+        println!("nothing to clean: `{dir}` does not exist");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let root = crate::confine::Root::open(&dir).map_err(|e| msg(e.to_string()))?;
+    let interrupt = crate::interrupt::Interrupt::from_signals()
+        .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
+    let _lock = crate::lock::BuildLock::acquire(&root, !args.no_wait, &interrupt)
+        .map_err(|e| msg(e.to_string()))?;
+    let mut doomed: Vec<Utf8PathBuf> = Vec::new();
+    match (&args.arch.arch, args.stages.is_empty()) {
+        (None, true) => {
+            for name in root
+                .list(camino::Utf8Path::new(""))
+                .map_err(|e| msg(e.to_string()))?
+            {
+                if name.starts_with('.') || (name == "cache" && !args.cache) {
+                    continue;
+                }
+                doomed.push(name.into());
+            }
+        }
+        (None, false) => {
+            return Err(msg(
+                "name the target whose stages to remove: `rhbuild clean --arch A STAGE...`",
+            ));
+        }
+        (Some(arch), true) => doomed.push(arch.into()),
+        (Some(arch), false) => {
+            for stage in &args.stages {
+                let rel = Utf8PathBuf::from(format!("scripts/{stage}.rhai"));
+                let ast = engine
+                    .compile(&rel, &ScriptEngine::stage_scope())
+                    .map_err(|_| {
+                        msg(format!(
+                            "no stage `{stage}` (stages: {})",
+                            engine
+                                .project
+                                .names_in(&engine.project.scripts())
+                                .join(", ")
+                        ))
+                    })?;
+                let Some(output) = crate::engine::literal_const(&ast, "output") else {
+                    return Err(msg(format!(
+                        "`{stage}` is an action: it has no output to remove"
+                    )));
+                };
+                doomed.push(Utf8PathBuf::from(format!("{arch}/{output}")));
+            }
+        }
+    }
+    for d in doomed {
+        if root.exists(&d).unwrap_or(false) {
+            root.remove_all(&d, Some(&interrupt))
+                .map_err(|e| msg(format!("cannot remove `{}`: {e}", root.join(&d))))?;
+            println!("removed {}", root.join(&d));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,337 @@
+//! The fast tier of rebuild decisions: tiny scripts in a temporary project
+//! (no cross compiler, QEMU or kernel), one test per trigger. Each builds,
+//! changes one input, and checks that exactly the stages that read it are
+//! rebuilt, with `--explain` saying why; and that with nothing changed,
+//! every stage is skipped.
+
+use crate::util::{Output, TestProject};
+use camino::{Utf8Path, Utf8PathBuf};
+use std::io::Write;
+
+/// A project with a target `t` and three stages: `a` reads a project file,
+/// an imported module, a setting, and (when given) a user directory; `b`
+/// uses `a`; `c` builds package `p` from its source.
+fn project() -> TestProject {
+    let p = TestProject::empty();
+    p.add_target("t");
+    p.write("stdlib/lib.rhai", "fn greeting() { \"hello \" }\n");
+    p.write("data/input.txt", "input\n");
+    p.write(
+        "scripts/a.rhai",
+        r#"export const output = "a";
+import "stdlib/lib" as lib;
+let text = lib::greeting() + ctx.read(ctx.project_file("data/input.txt")) + ctx.setting("A_SETTING", "x");
+let mine = ctx.setting("MY_DATA", "");
+if mine != "" { ctx.copy(mine, `${ctx.out}/mine`); }
+ctx.write(`${ctx.out}/f`, text);
+"#,
+    );
+    p.write(
+        "scripts/b.rhai",
+        "export const output = \"b\";\nlet a = ctx.stage(\"a\");\nctx.copy(`${a}/f`, `${ctx.out}/f`);\n",
+    );
+    p.write(
+        "scripts/c.rhai",
+        "export const output = \"c\";\nctx.build(\"p\", #{ out: ctx.out });\n",
+    );
+    p
+}
+
+/// A package `p` whose source is the tarball `tarball` (placed in the
+/// build directory's cache, so nothing is downloaded).
+fn package_with_tarball(p: &TestProject, version: &str, content: &str) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(content.len() as u64);
+    h.set_mode(0o644);
+    h.set_entry_type(tar::EntryType::Regular);
+    b.append_data(&mut h, format!("p-{version}/data"), content.as_bytes())
+        .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&b.into_inner().unwrap()).unwrap();
+    let bytes = gz.finish().unwrap();
+    let file = format!("p-{version}.tar.gz");
+    std::fs::create_dir_all(p.root.join("build/cache")).unwrap();
+    std::fs::write(p.root.join("build/cache").join(&file), &bytes).unwrap();
+    p.write(
+        "packages/p.rhai",
+        &format!(
+            r#"export const name = "p";
+export const version = "{version}";
+export const sources = [ #{{ url: "http://127.0.0.1:1/{file}", sha256: "{}" }} ];
+fn build(ctx) {{
+    ctx.copy(`${{ctx.source()}}/data`, `${{ctx.opts.out}}/data`);
+}}
+"#,
+            rhbuild::checksum::sha256_bytes(&bytes)
+        ),
+    );
+}
+
+fn run(p: &TestProject, script: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["run", script, "--arch", "t", "--explain"];
+    args.extend_from_slice(extra);
+    p.rhbuild(&args).success()
+}
+
+fn rebuilt(o: &Output, stage: &str) -> bool {
+    o.stdout.contains(&format!("=== {stage} (t)"))
+}
+
+fn skipped(o: &Output, stage: &str) -> bool {
+    o.stdout.contains(&format!("--- {stage} (t): up to date"))
+}
+
+/// Build `b` (and so `a`), then run `change`, then build again and check
+/// which of `a` and `b` were rebuilt and that the reason was given.
+fn trigger(p: &TestProject, change: impl FnOnce(), extra: &[&str], a_rebuilt: bool, reason: &str) {
+    run(p, "scripts/b.rhai", extra);
+    change();
+    let o = run(p, "scripts/b.rhai", extra);
+    assert_eq!(rebuilt(&o, "a"), a_rebuilt, "{}", o.stdout);
+    assert_eq!(skipped(&o, "a"), !a_rebuilt, "{}", o.stdout);
+    assert_eq!(rebuilt(&o, "b"), a_rebuilt, "b follows a:\n{}", o.stdout);
+    assert!(
+        o.stdout.contains(reason),
+        "expected the reason {reason:?}:\n{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn nothing_changed_skips_every_stage() {
+    let p = project();
+    package_with_tarball(&p, "1", "one");
+    run(&p, "scripts/b.rhai", &[]);
+    run(&p, "scripts/c.rhai", &[]);
+    let o = run(&p, "scripts/b.rhai", &[]);
+    assert!(skipped(&o, "a") && skipped(&o, "b"), "{}", o.stdout);
+    assert!(!o.stdout.contains("==="), "{}", o.stdout);
+    let o = run(&p, "scripts/c.rhai", &[]);
+    assert!(skipped(&o, "c"), "{}", o.stdout);
+}
+
+#[test]
+fn the_script_itself() {
+    let p = project();
+    trigger(
+        &p,
+        || {
+            let s = p.read("scripts/a.rhai") + "// a comment\n";
+            p.write("scripts/a.rhai", &s);
+        },
+        &[],
+        true,
+        "`scripts/a.rhai` changed (sha256",
+    );
+}
+
+#[test]
+fn a_module_it_imports() {
+    let p = project();
+    trigger(
+        &p,
+        || {
+            p.write("stdlib/lib.rhai", "fn greeting() { \"hi \" }\n");
+        },
+        &[],
+        true,
+        "`stdlib/lib.rhai` changed",
+    );
+}
+
+#[test]
+fn a_project_file_it_read() {
+    let p = project();
+    trigger(
+        &p,
+        || {
+            p.write("data/input.txt", "other\n");
+        },
+        &[],
+        true,
+        "`data/input.txt` changed",
+    );
+}
+
+#[test]
+fn a_setting_it_read() {
+    let p = project();
+    run(&p, "scripts/b.rhai", &[]);
+    let o = run(&p, "scripts/b.rhai", &["--set", "A_SETTING=y"]);
+    assert!(rebuilt(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("setting `A_SETTING` changed: (unset) → `y`"),
+        "{}",
+        o.stdout
+    );
+    // A setting nobody reads rebuilds nothing.
+    let o = run(
+        &p,
+        "scripts/b.rhai",
+        &["--set", "A_SETTING=y", "--set", "UNREAD=1"],
+    );
+    assert!(skipped(&o, "a") && skipped(&o, "b"), "{}", o.stdout);
+}
+
+#[test]
+fn the_environment() {
+    let p = project();
+    let build = |env: &[(&str, &str)]| {
+        let mut r = p.rhbuild(&["run", "scripts/b.rhai", "--arch", "t", "--explain"]);
+        for (k, v) in env {
+            r = r.env(k, v);
+        }
+        r.success()
+    };
+    build(&[]);
+    // A variable named like the setting is not a setting.
+    let o = build(&[("A_SETTING", "z")]);
+    assert!(skipped(&o, "a"), "{}", o.stdout);
+    let o = build(&[("RHBUILD_SET_A_SETTING", "z")]);
+    assert!(rebuilt(&o, "a"), "{}", o.stdout);
+    assert!(o.stdout.contains("(unset) → `z`"), "{}", o.stdout);
+}
+
+#[test]
+fn an_upstream_stage() {
+    let p = project();
+    run(&p, "scripts/b.rhai", &[]);
+    let o = run(&p, "scripts/b.rhai", &["--force", "a"]);
+    assert!(rebuilt(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
+    assert!(o.stdout.contains("it was forced (--force)"), "{}", o.stdout);
+    assert!(o.stdout.contains("stage `a` was rebuilt"), "{}", o.stdout);
+    // Forcing the last stage leaves its upstream alone.
+    let o = run(&p, "scripts/b.rhai", &["--force", "b"]);
+    assert!(skipped(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
+}
+
+#[test]
+fn a_source_tarball() {
+    let p = project();
+    package_with_tarball(&p, "1", "one");
+    run(&p, "scripts/c.rhai", &[]);
+    package_with_tarball(&p, "2", "two");
+    let o = run(&p, "scripts/c.rhai", &[]);
+    assert!(rebuilt(&o, "c"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("the source of `p` changed"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(p.read("build/t/c/data"), "two");
+}
+
+#[test]
+fn a_file_deep_in_a_directory_override() {
+    let p = project();
+    package_with_tarball(&p, "1", "one");
+    let src = tempfile::tempdir().unwrap();
+    let s = Utf8Path::from_path(src.path()).unwrap();
+    std::fs::create_dir_all(s.join("sub/deep")).unwrap();
+    std::fs::write(s.join("data"), "local").unwrap();
+    std::fs::write(s.join("sub/deep/f.txt"), "one").unwrap();
+    let over = format!("p={s}");
+    run(&p, "scripts/c.rhai", &["--source", &over]);
+    let o = run(&p, "scripts/c.rhai", &["--source", &over]);
+    assert!(skipped(&o, "c"), "{}", o.stdout);
+    // The same size, deep below the top: still seen.
+    std::fs::write(s.join("sub/deep/f.txt"), "two").unwrap();
+    let o = run(&p, "scripts/c.rhai", &["--source", &over]);
+    assert!(rebuilt(&o, "c"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("the source of `p` changed"),
+        "{}",
+        o.stdout
+    );
+}
+
+#[test]
+fn a_host_tool_that_changed() {
+    let p = project();
+    let bin = tempfile::tempdir().unwrap();
+    let b = Utf8PathBuf::from_path_buf(bin.path().to_path_buf()).unwrap();
+    let tool = b.join("rhbuild-test-tool");
+    std::fs::write(&tool, "#!/bin/sh\necho one\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.write(
+        "scripts/a.rhai",
+        "export const output = \"a\";\nctx.write(`${ctx.out}/f`, ctx.which(\"rhbuild-test-tool\"));\n",
+    );
+    let path = format!("{b}:{}", std::env::var("PATH").unwrap());
+    let build = || {
+        p.rhbuild(&["run", "scripts/b.rhai", "--arch", "t", "--explain"])
+            .env("PATH", &path)
+            .success()
+    };
+    build();
+    let o = build();
+    assert!(skipped(&o, "a"), "{}", o.stdout);
+    // Same path, an upgraded program.
+    std::fs::write(&tool, "#!/bin/sh\necho two, longer\n").unwrap();
+    let o = build();
+    assert!(rebuilt(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
+    assert!(o.stdout.contains("host program"), "{}", o.stdout);
+}
+
+#[test]
+fn a_tool_that_was_absent_and_is_installed() {
+    let p = project();
+    p.write(
+        "scripts/a.rhai",
+        "export const output = \"a\";\nctx.write(`${ctx.out}/f`, ctx.which_or(\"rhbuild-test-absent\", \"none\"));\n",
+    );
+    let bin = tempfile::tempdir().unwrap();
+    let b = Utf8PathBuf::from_path_buf(bin.path().to_path_buf()).unwrap();
+    let path = format!("{b}:{}", std::env::var("PATH").unwrap());
+    let build = || {
+        p.rhbuild(&["run", "scripts/b.rhai", "--arch", "t", "--explain"])
+            .env("PATH", &path)
+            .success()
+    };
+    build();
+    let tool = b.join("rhbuild-test-absent");
+    std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = build();
+    assert!(rebuilt(&o, "a"), "{}", o.stdout);
+    assert!(o.stdout.contains("(absent) →"), "{}", o.stdout);
+}
+
+#[test]
+fn a_users_directory() {
+    let p = project();
+    let mine = tempfile::tempdir().unwrap();
+    let m = Utf8PathBuf::from_path_buf(mine.path().to_path_buf()).unwrap();
+    std::fs::create_dir_all(m.join("x/y")).unwrap();
+    std::fs::write(m.join("x/y/z"), "1").unwrap();
+    let set = format!("MY_DATA={m}");
+    trigger(
+        &p,
+        || {
+            std::fs::write(m.join("x/y/z"), "2").unwrap();
+        },
+        &["--set", &set],
+        true,
+        &format!("something in `{m}` was added, removed or changed"),
+    );
+}
+
+#[test]
+fn a_stage_removed_by_clean_is_built_again() {
+    let p = project();
+    run(&p, "scripts/b.rhai", &[]);
+    p.rhbuild(&["clean", "--arch", "t", "a"]).success();
+    assert!(!p.root.join("build/t/a").exists());
+    assert!(p.root.join("build/t/b").exists());
+    let o = run(&p, "scripts/b.rhai", &[]);
+    assert!(rebuilt(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
+    assert!(o.stdout.contains("no finished build of it"), "{}", o.stdout);
+    p.rhbuild(&["clean", "--arch", "t"]).success();
+    assert!(!p.root.join("build/t").exists());
+    let o = p.rhbuild(&["clean", "--arch", "t", "nosuch"]).failure();
+    assert!(o.stderr.contains("no stage `nosuch`"), "{}", o.stderr);
+}
