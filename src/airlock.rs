@@ -57,6 +57,9 @@ pub struct Airlock {
     /// Where programs named by path may come from (the build directory and
     /// the project) and where logs are written (`None`: anywhere).
     pub policy: Option<Arc<AccessPolicy>>,
+    /// The run's job budget: each command holds a slot while it runs, and
+    /// every `make` shares the rest (`None`: no budget).
+    pub jobserver: Option<Arc<crate::jobserver::Jobserver>>,
 }
 
 /// One command to run in the airlock.
@@ -320,6 +323,18 @@ impl Airlock {
             })?;
         }
 
+        // A slot of the run's job budget for as long as the command runs.
+        let _slot = match &self.jobserver {
+            Some(js) => Some(
+                js.acquire(&self.interrupt)
+                    .map_err(|_| RunError::Interrupted {
+                        package: package.clone(),
+                        command: command.clone(),
+                        log: cmd.log.clone(),
+                    })?,
+            ),
+            None => None,
+        };
         let log_error = |source| RunError::Log {
             package: package.clone(),
             log: cmd.log.clone(),
@@ -336,10 +351,29 @@ impl Airlock {
                 c
             }
         };
+        let mut env = self.environment(cmd);
+        if let Some(js) = &self.jobserver {
+            env.entry("MAKEFLAGS".into())
+                .or_insert_with(|| js.makeflags());
+            let fds = js.fds();
+            // SAFETY: between fork and exec only fcntl(2), which is
+            // async-signal-safe, on two descriptors the child inherits.
+            unsafe {
+                child_cmd.pre_exec(move || {
+                    for fd in fds {
+                        let flags = libc::fcntl(fd, libc::F_GETFD);
+                        if flags >= 0 {
+                            libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                        }
+                    }
+                    Ok(())
+                });
+            }
+        }
         child_cmd
             .current_dir(&cmd.cwd)
             .env_clear()
-            .envs(self.environment(cmd))
+            .envs(env)
             .stdin(Stdio::null())
             .stderr(log.try_clone().map_err(log_error)?)
             .process_group(0);

@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod image;
 pub mod interrupt;
+pub mod jobserver;
 pub mod kconfig;
 pub mod lock;
 pub mod manifest;

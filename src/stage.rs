@@ -61,14 +61,22 @@ pub struct Run {
     pub policy: Arc<AccessPolicy>,
     /// The kernel-enforced sandbox of every build command.
     pub sandbox: Arc<Sandbox>,
+    /// ccache's directory: `CCACHE_DIR`, else `<build>/ccache`, shared by
+    /// every target; writable in the sandbox.
+    pub ccache_dir: Utf8PathBuf,
+    /// One job budget for every command and `make` of the run.
+    pub jobserver: Arc<crate::jobserver::Jobserver>,
     /// This run's hold on the build directory.
     _lock: crate::lock::BuildLock,
     explain: bool,
     forced: Vec<String>,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
-    /// Stages being worked on (cycle detection).
-    active: Mutex<Vec<String>>,
+    /// Stages some thread is bringing up to date, the stages that failed
+    /// in this run, and which stage waits for which (stages may be built
+    /// side by side: `ctx.stages`); `settled` wakes the waiters.
+    progress: Mutex<Progress>,
+    settled: std::sync::Condvar,
     packages: Mutex<HashMap<String, Package>>,
     /// The first failure's full diagnostic, kept when it crosses a script
     /// boundary (a stage run from another stage, a package build).
@@ -81,10 +89,22 @@ pub struct Run {
     failed_stage: Mutex<Option<String>>,
 }
 
+/// Which stages are being built, which failed, who waits for whom.
+#[derive(Default)]
+struct Progress {
+    active: std::collections::HashSet<String>,
+    failed: std::collections::HashSet<String>,
+    /// waiting stage -> the stage it waits for.
+    waits: HashMap<String, String>,
+}
+
 /// The per-script state: which stage or package, where it writes, its log,
 /// and the inputs it read.
 pub struct Frame {
     pub stage: String,
+    /// The stages this frame's stage was brought up to date for, outermost
+    /// first, ending with its own (cycle detection).
+    pub chain: Vec<String>,
     /// The stage's temporary output directory (stages only).
     pub out: Option<Utf8PathBuf>,
     pub package: Option<Package>,
@@ -153,7 +173,19 @@ impl Run {
             .subdir(Utf8Path::new("cache"))
             .map(SourceCache::in_root)
             .map_err(|e| ScriptError::Other(format!("cannot use the source cache: {e}")))?;
-        let sandbox = Sandbox::new(cfg.sandbox, vec![build_dir.clone()])
+        let ccache_dir = settings
+            .get("CCACHE_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| crate::project::absolute(Utf8Path::new(d)))
+            .unwrap_or_else(|| build_dir.join("ccache"));
+        let mut writable = vec![build_dir.clone()];
+        if !ccache_dir.starts_with(&build_dir) {
+            std::fs::create_dir_all(&ccache_dir).map_err(|e| {
+                ScriptError::Other(format!("cannot create CCACHE_DIR `{ccache_dir}`: {e}"))
+            })?;
+            writable.push(ccache_dir.clone());
+        }
+        let sandbox = Sandbox::new(cfg.sandbox, writable)
             .map_err(|e| ScriptError::Other(format!("cannot set up the sandbox: {e}")))?;
         Ok(Arc::new(Run {
             engine,
@@ -166,11 +198,17 @@ impl Run {
             cache,
             policy: Arc::new(policy),
             sandbox: Arc::new(sandbox),
+            ccache_dir,
+            jobserver: Arc::new(
+                crate::jobserver::Jobserver::new(cfg.jobs.max(1))
+                    .map_err(|e| ScriptError::Other(format!("cannot make a jobserver: {e}")))?,
+            ),
             _lock: lock,
             explain: cfg.explain,
             forced: cfg.force.clone(),
             done: Mutex::new(HashMap::new()),
-            active: Mutex::new(Vec::new()),
+            progress: Mutex::new(Progress::default()),
+            settled: std::sync::Condvar::new(),
             packages: Mutex::new(HashMap::new()),
             failure: Mutex::new(None),
             warned: Mutex::new(Vec::new()),
@@ -299,6 +337,7 @@ impl Run {
             interrupt: self.interrupt.clone(),
             sandbox: Some(self.sandbox.clone()),
             policy: Some(self.policy.clone()),
+            jobserver: Some(self.jobserver.clone()),
         }
     }
 
@@ -359,14 +398,21 @@ impl Run {
     pub fn run_script(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
         let ast = self.engine.compile(rel, &ScriptEngine::stage_scope())?;
         match literal_const(&ast, "output") {
-            Some(_) => self.ensure_stage(rel).map(|_| ()),
+            Some(_) => self.ensure_stage(rel, &[]).map(|_| ()),
             None => self.run_action(rel),
         }
     }
 
-    fn new_frame(&self, stage: &str, out: Option<Utf8PathBuf>, log_name: &str) -> Arc<Frame> {
+    fn new_frame(
+        &self,
+        stage: &str,
+        chain: Vec<String>,
+        out: Option<Utf8PathBuf>,
+        log_name: &str,
+    ) -> Arc<Frame> {
         Arc::new(Frame {
             stage: stage.to_string(),
+            chain,
             out,
             package: None,
             log: self.logs_dir().join(format!("{log_name}.log")),
@@ -399,13 +445,17 @@ impl Run {
     fn run_action(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
         let name = rel.file_stem().unwrap_or("script").to_string();
         self.make_build_dir(&self.logs_dir())?;
-        let frame = self.new_frame(&name, None, &name);
+        let frame = self.new_frame(&name, vec![name.clone()], None, &name);
         self.exec(rel, frame)
     }
 
     /// Bring stage `name` (scripts/<name>.rhai) up to date and return its
     /// output directory and hash.
-    pub fn stage(self: &Arc<Self>, name: &str) -> Result<(Utf8PathBuf, String), ScriptError> {
+    pub fn stage(
+        self: &Arc<Self>,
+        name: &str,
+        chain: &[String],
+    ) -> Result<(Utf8PathBuf, String), ScriptError> {
         let rel = Utf8PathBuf::from(format!("scripts/{name}.rhai"));
         if !self.engine.project.root.join(&rel).is_file() {
             return Err(ScriptError::Other(format!(
@@ -416,12 +466,42 @@ impl Run {
                     .join(", ")
             )));
         }
-        self.ensure_stage(&rel)
+        self.ensure_stage(&rel, chain)
+    }
+
+    /// Bring `names` up to date side by side, a thread each (one at a time
+    /// when there is one); results in order.
+    pub fn stages_side_by_side(
+        self: &Arc<Self>,
+        names: &[String],
+        chain: &[String],
+    ) -> Vec<Result<(Utf8PathBuf, String), ScriptError>> {
+        if names.len() <= 1 {
+            return names.iter().map(|n| self.stage(n, chain)).collect();
+        }
+        std::thread::scope(|s| {
+            let handles: Vec<_> = names
+                .iter()
+                .map(|n| {
+                    let run = self.clone();
+                    s.spawn(move || run.stage(n, chain))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(ScriptError::Other("a stage's thread panicked".into()))
+                    })
+                })
+                .collect()
+        })
     }
 
     fn ensure_stage(
         self: &Arc<Self>,
         rel: &Utf8Path,
+        chain: &[String],
     ) -> Result<(Utf8PathBuf, String), ScriptError> {
         let ast = self.engine.compile(rel, &ScriptEngine::stage_scope())?;
         let name = rel.file_stem().unwrap_or("stage").to_string();
@@ -435,23 +515,66 @@ impl Run {
                 "`{rel}`: `output` must be a plain directory name, found `{output}`"
             )));
         }
-        if let Some(h) = self.done.lock().unwrap().get(&name) {
-            return Ok((self.arch_dir().join(&output), h.clone()));
+        let cycle = |chain: &[String]| {
+            ScriptError::Other(format!(
+                "stage `{name}` depends on itself: {} -> {name}",
+                chain.join(" -> ")
+            ))
+        };
+        if chain.contains(&name) {
+            return Err(cycle(chain));
         }
+        let waiter = chain.last().cloned();
         {
-            let mut active = self.active.lock().unwrap();
-            if active.contains(&name) {
-                let chain = active.join(" -> ");
-                return Err(ScriptError::Other(format!(
-                    "stage `{name}` depends on itself: {chain} -> {name}"
-                )));
+            let mut p = self.progress.lock().unwrap();
+            loop {
+                if let Some(h) = self.done.lock().unwrap().get(&name) {
+                    return Ok((self.arch_dir().join(&output), h.clone()));
+                }
+                if p.failed.contains(&name) {
+                    return Err(ScriptError::Other(format!("stage `{name}` failed")));
+                }
+                if !p.active.contains(&name) {
+                    p.active.insert(name.clone());
+                    break;
+                }
+                // Another thread builds it: wait, unless that thread waits
+                // (through others) for this one, which would be a cycle.
+                if let Some(w) = &waiter {
+                    let mut at = name.clone();
+                    let mut path = vec![w.clone(), name.clone()];
+                    while let Some(next) = p.waits.get(&at) {
+                        if next == w {
+                            return Err(cycle(&path));
+                        }
+                        path.push(next.clone());
+                        at = next.clone();
+                    }
+                    p.waits.insert(w.clone(), name.clone());
+                }
+                p = self.settled.wait(p).unwrap();
+                if let Some(w) = &waiter {
+                    p.waits.remove(w);
+                }
             }
-            active.push(name.clone());
         }
-        let result = self.bring_up_to_date(rel, &name, &output);
-        self.active.lock().unwrap().retain(|s| s != &name);
+        let mut inner = chain.to_vec();
+        inner.push(name.clone());
+        let result = self.bring_up_to_date(rel, &name, &output, &inner);
+        {
+            let mut p = self.progress.lock().unwrap();
+            p.active.remove(&name);
+            match &result {
+                Ok(hash) => {
+                    self.done.lock().unwrap().insert(name.clone(), hash.clone());
+                }
+                Err(_) => {
+                    p.failed.insert(name.clone());
+                }
+            }
+            self.settled.notify_all();
+        }
         let hash = result?;
-        self.done.lock().unwrap().insert(name, hash.clone());
         Ok((self.arch_dir().join(&output), hash))
     }
 
@@ -460,6 +583,7 @@ impl Run {
         rel: &Utf8Path,
         name: &str,
         output: &str,
+        chain: &[String],
     ) -> Result<String, ScriptError> {
         let dest = self.arch_dir().join(output);
         let build = self.policy.build();
@@ -470,7 +594,7 @@ impl Run {
                 vec!["it was forced (--force)".to_string()]
             }
             None => vec!["no finished build of it".to_string()],
-            Some(m) => self.changes(&m.inputs)?,
+            Some(m) => self.changes(&m.inputs, chain)?,
         };
         if let Some(m) = previous.filter(|_| why.is_empty()) {
             println!("--- {name} ({}): up to date", self.arch());
@@ -488,8 +612,12 @@ impl Run {
         }
         println!("=== {name} ({})", self.arch());
         if self.explain {
-            for w in &why {
+            const SHOWN: usize = 8;
+            for w in why.iter().take(SHOWN) {
                 println!("    because {w}");
+            }
+            if why.len() > SHOWN {
+                println!("    and {} more changed inputs", why.len() - SHOWN);
             }
         }
         self.event("start", serde_json::json!({ "stage": name }));
@@ -510,7 +638,7 @@ impl Run {
         build
             .mkdir_all(&tmp_rel)
             .map_err(|e| io("create", &tmp, e))?;
-        let mut frame = self.new_frame(name, Some(tmp.clone()), name);
+        let mut frame = self.new_frame(name, chain.to_vec(), Some(tmp.clone()), name);
         if crate::engine::literal_true(
             &self.engine.compile(rel, &ScriptEngine::stage_scope())?,
             "tools",
@@ -593,7 +721,11 @@ impl Run {
     /// What changed among the inputs a manifest recorded, in words (empty:
     /// every input still holds). Upstream stages are brought up to date
     /// first (they may rebuild).
-    fn changes(self: &Arc<Self>, inputs: &Inputs) -> Result<Vec<String>, ScriptError> {
+    fn changes(
+        self: &Arc<Self>,
+        inputs: &Inputs,
+        chain: &[String],
+    ) -> Result<Vec<String>, ScriptError> {
         let mut out = Vec::new();
         let short = |h: &str| h.chars().take(12).collect::<String>();
         for (f, h) in &inputs.files {
@@ -665,11 +797,14 @@ impl Run {
                 ));
             }
         }
-        for (stage, h) in &inputs.stages {
-            let (_, now) = self.stage(stage)?;
+        // The upstream stages, side by side (the first failure is the error).
+        let names: Vec<String> = inputs.stages.keys().cloned().collect();
+        for (name, r) in names.iter().zip(self.stages_side_by_side(&names, chain)) {
+            let (_, now) = r?;
+            let h = &inputs.stages[name];
             if &now != h {
                 out.push(format!(
-                    "stage `{stage}` was rebuilt ({} → {})",
+                    "stage `{name}` was rebuilt ({} → {})",
                     short(h),
                     short(&now)
                 ));
@@ -732,24 +867,42 @@ impl Ctx {
     /// Bring another stage up to date, record it as an input, and return its
     /// output directory.
     pub fn stage(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        self.stages(&[name.to_string()]).map(|mut d| d.remove(0))
+    }
+
+    /// Bring several stages up to date side by side (a thread each, under
+    /// the run's one job budget), record them as inputs, and return their
+    /// output directories in order. The first failure is the error, after
+    /// the others finished.
+    pub fn stages(&self, names: &[String]) -> PrimResult<Vec<Utf8PathBuf>> {
         let started = Instant::now();
-        let result = self.run.stage(name);
+        let chain = &self.frame.chain;
+        let results = self.run.stages_side_by_side(names, chain);
         *self.frame.upstream_time.lock().unwrap() += started.elapsed();
-        match result {
-            Ok((dir, hash)) => {
-                self.frame
-                    .inputs
-                    .lock()
-                    .unwrap()
-                    .stages
-                    .insert(name.to_string(), hash);
-                Ok(dir)
+        let mut dirs = Vec::new();
+        let mut first_failed = None;
+        for (name, r) in names.iter().zip(results) {
+            match r {
+                Ok((dir, hash)) => {
+                    self.frame
+                        .inputs
+                        .lock()
+                        .unwrap()
+                        .stages
+                        .insert(name.clone(), hash);
+                    dirs.push(dir);
+                }
+                Err(e) => {
+                    if first_failed.is_none() {
+                        first_failed = Some(name.clone());
+                    }
+                    self.run.keep_failure(e);
+                }
             }
-            Err(e) => {
-                let msg = format!("stage `{name}` failed");
-                self.run.keep_failure(e);
-                Err(msg)
-            }
+        }
+        match first_failed {
+            Some(name) => Err(format!("stage `{name}` failed")),
+            None => Ok(dirs),
         }
     }
 
@@ -850,6 +1003,7 @@ impl Ctx {
         }
         let frame = Arc::new(Frame {
             stage: self.frame.stage.clone(),
+            chain: self.frame.chain.clone(),
             out: self.frame.out.clone(),
             package: Some(pkg.clone()),
             log: log.clone(),
@@ -952,6 +1106,21 @@ impl Ctx {
         self.run
             .make_build_dir(&self.run.arch_dir().join("tmp"))
             .map_err(|e| e.to_string())?;
+        // ccache, where a script routes compiles through it: one cache for
+        // every target of the build directory (or CCACHE_DIR), keyed on the
+        // compilers this stage uses by the hashes of the stages that made
+        // them (a rebuilt toolchain, or a changed compiler wrapper, misses).
+        env.entry("CCACHE_DIR".into())
+            .or_insert_with(|| self.run.ccache_dir.to_string());
+        // Every compiler here is a gcc, some behind the compiler wrapper (a
+        // link to rhbuild), whose name would hide that from ccache.
+        env.entry("CCACHE_COMPILERTYPE".into())
+            .or_insert_with(|| "gcc".into());
+        if !env.contains_key("CCACHE_COMPILERCHECK") {
+            let stages = self.frame.inputs.lock().unwrap().stages.clone();
+            let key = crate::checksum::sha256_bytes(format!("{stages:?}").as_bytes());
+            env.insert("CCACHE_COMPILERCHECK".into(), format!("string:{key}"));
+        }
         Ok(airlock::Command {
             argv,
             cwd: cwd.to_owned(),

@@ -119,6 +119,7 @@ const LAYERS: &[&[&str]] = &[
         "matrix",
         "ccwrap",
         "fsutil",
+        "jobserver",
         "settings",
     ],
     &["engine"],

@@ -94,6 +94,14 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn("stage", |c: &mut Ctx, name: &str| {
         lift(c.stage(name).map(|p| p.to_string()))
     });
+    engine.register_fn("stages", |c: &mut Ctx, names: Array| -> RhaiResult<Array> {
+        let names = strings(&names, "stages' names")?;
+        lift(c.stages(&names).map(|dirs| {
+            dirs.into_iter()
+                .map(|d| Dynamic::from(d.to_string()))
+                .collect()
+        }))
+    });
     engine.register_fn("build", |c: &mut Ctx, name: &str| {
         lift(c.build(name, "build", Map::new()))
     });
