@@ -240,7 +240,13 @@ fn run_patch(
             c
         }
     };
-    cmd.current_dir(src).env_clear().env("PATH", path);
+    // `patch` keeps temporary files in TMPDIR (else /tmp, which a sandboxed
+    // command may not write): beside the source tree.
+    let tmp = src.parent().unwrap_or(src);
+    cmd.current_dir(src)
+        .env_clear()
+        .env("PATH", path)
+        .env("TMPDIR", tmp.as_str());
     let out = crate::interrupt::run_captured(&mut cmd, None, None).map_err(|e| match e {
         crate::interrupt::Stopped::Io(e) => e,
         other => io::Error::other(format!("{other:?}")),

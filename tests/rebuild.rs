@@ -335,3 +335,27 @@ fn a_stage_removed_by_clean_is_built_again() {
     let o = p.rhbuild(&["clean", "--arch", "t", "nosuch"]).failure();
     assert!(o.stderr.contains("no stage `nosuch`"), "{}", o.stderr);
 }
+
+#[test]
+fn a_patch_applied_in_the_sandbox_and_its_change() {
+    let p = project();
+    package_with_tarball(&p, "1", "one\n");
+    let patch = |to: &str| {
+        p.write(
+            "packages/p/fix.patch",
+            &format!("--- a/data\n+++ b/data\n@@ -1 +1 @@\n-one\n+{to}\n"),
+        );
+    };
+    patch("patched");
+    run(&p, "scripts/c.rhai", &[]);
+    assert_eq!(p.read("build/t/c/data"), "patched\n");
+    patch("patched again");
+    let o = run(&p, "scripts/c.rhai", &[]);
+    assert!(rebuilt(&o, "c"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("`packages/p/fix.patch` changed"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(p.read("build/t/c/data"), "patched again\n");
+}
