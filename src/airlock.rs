@@ -60,6 +60,9 @@ pub struct Airlock {
     /// The run's job budget: each command holds a slot while it runs, and
     /// every `make` shares the rest (`None`: no budget).
     pub jobserver: Option<Arc<crate::jobserver::Jobserver>>,
+    /// `-v`: the command's output goes to the terminal (stderr) too, as it
+    /// comes, besides the log.
+    pub verbose: bool,
 }
 
 /// One command to run in the airlock.
@@ -370,15 +373,36 @@ impl Airlock {
                 });
             }
         }
+        // With -v the output passes through a pipe that a thread copies to
+        // the log and the terminal; otherwise straight into the log.
+        let (sink, tee): (File, Option<std::thread::JoinHandle<()>>) = if self.verbose {
+            let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+                .map_err(|e| log_error(e.into()))?;
+            let mut to_log = log.try_clone().map_err(log_error)?;
+            let t = std::thread::spawn(move || {
+                let mut r = File::from(r);
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let _ = to_log.write_all(&buf[..n]);
+                    let _ = io::stderr().write_all(&buf[..n]);
+                }
+            });
+            (File::from(w), Some(t))
+        } else {
+            (log.try_clone().map_err(log_error)?, None)
+        };
         child_cmd
             .current_dir(&cmd.cwd)
             .env_clear()
             .envs(env)
             .stdin(Stdio::null())
-            .stderr(log.try_clone().map_err(log_error)?)
+            .stderr(sink.try_clone().map_err(log_error)?)
             .process_group(0);
         match capture {
-            Capture::Log => child_cmd.stdout(log.try_clone().map_err(log_error)?),
+            Capture::Log => child_cmd.stdout(sink.try_clone().map_err(log_error)?),
             Capture::Pipe => child_cmd.stdout(Stdio::piped()),
         };
         let mut child = child_cmd.spawn().map_err(|source| RunError::Spawn {
@@ -397,10 +421,14 @@ impl Airlock {
             })
         });
 
+        drop(sink);
         let outcome = wait_group(&mut child, &self.interrupt);
         let captured = reader
             .map(|r| r.join().unwrap_or_default())
             .unwrap_or_default();
+        if let Some(t) = tee {
+            let _ = t.join();
+        }
         match outcome {
             Ok(status) if status.success() => Ok(String::from_utf8_lossy(&captured).into_owned()),
             Ok(status) => Err(RunError::Failed {

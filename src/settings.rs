@@ -1,5 +1,6 @@
-//! Settings: the target's `target.rhai`, then the environment, then
-//! `--set KEY=VALUE` (highest); a script's own default applies when none
+//! Settings: the target's `target.rhai`, then the local settings file
+//! (`local.rhai` in the project, untracked, or `--settings FILE`), then the
+//! environment, then `--set KEY=VALUE` (highest); a script's own default applies when none
 //! sets it. Stages record which settings they read, so changing one only
 //! rebuilds the stages that looked at it. `rhbuild settings --arch A` shows
 //! each setting's value and layer.
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
     Target,
+    /// The local settings file.
+    Local,
     Environment,
     CommandLine,
     /// A script's own default (`ctx.setting(NAME, DEFAULT)`).
@@ -25,6 +28,7 @@ impl std::fmt::Display for Layer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Layer::Target => "target",
+            Layer::Local => "local file",
             Layer::Environment => "environment",
             Layer::CommandLine => "--set",
             Layer::Default => "default",
@@ -60,6 +64,8 @@ pub fn from_environment(
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     target: BTreeMap<String, String>,
+    /// The local settings file (`local.rhai` or `--settings FILE`).
+    local: BTreeMap<String, String>,
     env: BTreeMap<String, String>,
     cli: BTreeMap<String, String>,
 }
@@ -75,7 +81,28 @@ impl Settings {
         env: BTreeMap<String, String>,
         cli: BTreeMap<String, String>,
     ) -> Self {
-        Settings { target, env, cli }
+        Settings {
+            target,
+            local: BTreeMap::new(),
+            env,
+            cli,
+        }
+    }
+
+    /// The layers with the local settings file between the target and the
+    /// environment.
+    pub fn with_local(
+        target: BTreeMap<String, String>,
+        local: BTreeMap<String, String>,
+        env: BTreeMap<String, String>,
+        cli: BTreeMap<String, String>,
+    ) -> Self {
+        Settings {
+            target,
+            local,
+            env,
+            cli,
+        }
     }
 
     /// The settings given with `--set`.
@@ -108,6 +135,9 @@ impl Settings {
         if let Some(v) = self.env.get(key) {
             return Some((v, Layer::Environment));
         }
+        if let Some(v) = self.local.get(key) {
+            return Some((v, Layer::Local));
+        }
         self.target.get(key).map(|v| (v.as_str(), Layer::Target))
     }
 
@@ -120,6 +150,7 @@ impl Settings {
         let mut v: Vec<String> = self
             .target
             .keys()
+            .chain(self.local.keys())
             .chain(self.env.keys())
             .chain(self.cli.keys())
             .cloned()
@@ -134,6 +165,7 @@ impl Settings {
     pub fn with_prefix(&self, prefix: &str) -> BTreeMap<String, String> {
         self.target
             .keys()
+            .chain(self.local.keys())
             .chain(self.env.keys())
             .chain(self.cli.keys())
             .filter(|k| k.starts_with(prefix))

@@ -299,7 +299,7 @@ pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
     let specs: Vec<_> = todo.iter().map(|p| p.spec()).collect();
     let say = |name: &str, line: &str| {
         if !line.ends_with("(cached)") {
-            println!("    {name}: {line}");
+            run.say(format!("    {name}: {line}"));
         }
     };
     let failures =

@@ -45,6 +45,16 @@ pub struct RunConfig {
     /// `--force STAGE`: rebuild these whatever their manifests say (the
     /// stages that use them follow).
     pub force: Vec<String>,
+    /// The local settings file's settings (between the target and the
+    /// environment).
+    pub local: BTreeMap<String, String>,
+    /// `--cache-dir`: the download cache (default `<build>/cache`), which
+    /// several build directories may share.
+    pub cache_dir: Option<Utf8PathBuf>,
+    /// `-q`: only warnings and errors.
+    pub quiet: bool,
+    /// `-v`: every command's output on the terminal too, as it comes.
+    pub verbose: bool,
 }
 
 /// One run: the engine, the target, the settings and what has been done.
@@ -64,6 +74,8 @@ pub struct Run {
     /// ccache's directory: `CCACHE_DIR`, else `<build>/ccache`, shared by
     /// every target; writable in the sandbox.
     pub ccache_dir: Utf8PathBuf,
+    quiet: bool,
+    verbose: bool,
     /// One job budget for every command and `make` of the run.
     pub jobserver: Arc<crate::jobserver::Jobserver>,
     /// This run's hold on the build directory.
@@ -137,14 +149,20 @@ impl Run {
         cfg: RunConfig,
         interrupt: Interrupt,
     ) -> Result<Arc<Run>, ScriptError> {
+        let mut engine = engine;
+        if cfg.quiet {
+            // A script's own progress lines are quiet too.
+            engine.engine.on_print(|_| {});
+        }
         // No target: a script that runs across targets (build-all).
         let target = if cfg.arch.is_empty() {
             crate::target::Target::all(&engine)
         } else {
             crate::target::load(&engine, &cfg.arch)?
         };
-        let settings = Settings::new(
+        let settings = Settings::with_local(
             target.settings.clone(),
+            cfg.local.clone(),
             cfg.env.clone(),
             cfg.cli_settings.clone(),
         );
@@ -168,11 +186,14 @@ impl Run {
         }
         let lock = crate::lock::BuildLock::acquire(policy.build(), cfg.wait_for_lock, &interrupt)
             .map_err(|e| ScriptError::Other(e.to_string()))?;
-        let cache = policy
-            .build()
-            .subdir(Utf8Path::new("cache"))
-            .map(SourceCache::in_root)
-            .map_err(|e| ScriptError::Other(format!("cannot use the source cache: {e}")))?;
+        let cache = match &cfg.cache_dir {
+            Some(dir) => crate::confine::Root::create(dir).map(SourceCache::in_root),
+            None => policy
+                .build()
+                .subdir(Utf8Path::new("cache"))
+                .map(SourceCache::in_root),
+        }
+        .map_err(|e| ScriptError::Other(format!("cannot use the source cache: {e}")))?;
         let ccache_dir = settings
             .get("CCACHE_DIR")
             .filter(|d| !d.is_empty())
@@ -199,6 +220,8 @@ impl Run {
             policy: Arc::new(policy),
             sandbox: Arc::new(sandbox),
             ccache_dir,
+            quiet: cfg.quiet,
+            verbose: cfg.verbose,
             jobserver: Arc::new(
                 crate::jobserver::Jobserver::new(cfg.jobs.max(1))
                     .map_err(|e| ScriptError::Other(format!("cannot make a jobserver: {e}")))?,
@@ -257,6 +280,13 @@ impl Run {
 
     pub fn arch(&self) -> &str {
         &self.target.name
+    }
+
+    /// One line of progress, unless the run is quiet (`-q`).
+    pub fn say(&self, line: String) {
+        if !self.quiet {
+            println!("{line}");
+        }
     }
 
     /// `build/<arch>`.
@@ -338,6 +368,7 @@ impl Run {
             sandbox: Some(self.sandbox.clone()),
             policy: Some(self.policy.clone()),
             jobserver: Some(self.jobserver.clone()),
+            verbose: self.verbose,
         }
     }
 
@@ -597,7 +628,7 @@ impl Run {
             Some(m) => self.changes(&m.inputs, chain)?,
         };
         if let Some(m) = previous.filter(|_| why.is_empty()) {
-            println!("--- {name} ({}): up to date", self.arch());
+            self.say(format!("--- {name} ({}): up to date", self.arch()));
             self.event(
                 "up-to-date",
                 serde_json::json!({ "stage": name, "seconds": m.seconds }),
@@ -610,14 +641,14 @@ impl Run {
             }
             return Ok(m.hash);
         }
-        println!("=== {name} ({})", self.arch());
+        self.say(format!("=== {name} ({})", self.arch()));
         if self.explain {
             const SHOWN: usize = 8;
             for w in why.iter().take(SHOWN) {
-                println!("    because {w}");
+                self.say(format!("    because {w}"));
             }
             if why.len() > SHOWN {
-                println!("    and {} more changed inputs", why.len() - SHOWN);
+                self.say(format!("    and {} more changed inputs", why.len() - SHOWN));
             }
         }
         self.event("start", serde_json::json!({ "stage": name }));
@@ -710,7 +741,10 @@ impl Run {
             return Err(e);
         }
         let _ = dest;
-        println!("    {name} ({}) done in {own_time:.1} s", self.arch());
+        self.say(format!(
+            "    {name} ({}) done in {own_time:.1} s",
+            self.arch()
+        ));
         self.event(
             "done",
             serde_json::json!({ "stage": name, "seconds": own_time }),
@@ -968,13 +1002,18 @@ impl Ctx {
             ));
         }
         if step == "build" {
-            println!("=== {} ({} {})", name, self.run.arch(), self.frame.stage);
+            self.run.say(format!(
+                "=== {} ({} {})",
+                name,
+                self.run.arch(),
+                self.frame.stage
+            ));
         } else {
-            println!(
+            self.run.say(format!(
                 "=== {name} {step} ({} {})",
                 self.run.arch(),
                 self.frame.stage
-            );
+            ));
         }
         let started = Instant::now();
         {
@@ -1050,7 +1089,7 @@ impl Ctx {
             format!("{name} {step}")
         };
         let seconds = started.elapsed().as_secs_f64();
-        println!("    {what} done in {seconds:.1} s");
+        self.run.say(format!("    {what} done in {seconds:.1} s"));
         self.run.event(
             "package",
             serde_json::json!({ "stage": self.frame.stage, "package": what, "seconds": seconds, "log": log.as_str() }),
@@ -1251,10 +1290,10 @@ impl Ctx {
         };
         let outcomes = crate::matrix::run(&plan, &self.run.interrupt, |o| {
             let verdict = if o.exit == 0 { "passed" } else { "FAILED" };
-            println!(
+            self.run.say(format!(
                 "    {:<14} {verdict} in {:.0} s (log: {})",
                 o.arch, o.seconds, o.log
-            );
+            ));
         })
         .map_err(|e| format!("running the targets: {e}"))?;
         if self.run.interrupt.is_set() {

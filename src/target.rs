@@ -62,6 +62,37 @@ pub struct Target {
     pub settings: BTreeMap<String, String>,
 }
 
+/// The settings of a settings file (a project's `local.rhai`, or the file
+/// `--settings` names): its exported UPPER_CASE constants, as text.
+pub fn load_settings_file(
+    engine: &ScriptEngine,
+    path: &Utf8Path,
+) -> Result<BTreeMap<String, String>, ScriptError> {
+    let abs = crate::project::absolute(path);
+    let rel = match abs.strip_prefix(&engine.project.root) {
+        Ok(r) => r.to_owned(),
+        Err(_) => {
+            // Outside the project: read it as it is.
+            let text =
+                std::fs::read_to_string(&abs).map_err(|e| ScriptError::Io(abs.clone(), e))?;
+            let ast = engine.engine.compile(&text).map_err(|e| {
+                ScriptError::Diagnostic(Box::new(crate::diag::from_parse_error(&abs, &text, &e)))
+            })?;
+            let module = rhai::Module::eval_ast_as_new(rhai::Scope::new(), &ast, &engine.engine)
+                .map_err(|e| ScriptError::Other(format!("`{abs}`: {e}")))?;
+            return Ok(module
+                .iter_var()
+                .filter_map(|(k, v)| setting_text(v).map(|t| (k.to_string(), t)))
+                .collect());
+        }
+    };
+    let (_, module) = engine.load_module(&rel)?;
+    Ok(module
+        .iter_var()
+        .filter_map(|(k, v)| setting_text(v).map(|t| (k.to_string(), t)))
+        .collect())
+}
+
 impl Target {
     /// The stand-in of a script that runs across targets
     /// (`export const all_targets = true;`) when no `--arch` is given: no

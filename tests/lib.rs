@@ -4,6 +4,7 @@ mod util;
 
 mod airlock;
 mod check;
+mod cli;
 mod distcc;
 mod extract;
 mod faults;

@@ -11,24 +11,71 @@ use std::sync::Arc;
 /// `--build-dir`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BuildDir {
-    /// Where everything a run writes goes.
-    #[arg(
-        long = "build-dir",
-        env = "RHBUILD_BUILD_DIR",
-        default_value = "build",
-        value_name = "DIR"
-    )]
-    pub dir: Utf8PathBuf,
+    /// Where everything a run writes goes (default: the local settings
+    /// file's BUILD_DIR, else build/).
+    #[arg(long = "build-dir", env = "RHBUILD_BUILD_DIR", value_name = "DIR")]
+    pub dir: Option<Utf8PathBuf>,
+    /// A settings file (default: the project's `local.rhai`, when there is
+    /// one): settings between the target's and the environment's, and
+    /// BUILD_DIR and CACHE_DIR.
+    #[arg(long = "settings", env = "RHBUILD_SETTINGS", value_name = "FILE")]
+    pub settings: Option<Utf8PathBuf>,
 }
 
+/// The name of the project's untracked local settings file.
+pub const LOCAL_SETTINGS: &str = "local.rhai";
+
 impl BuildDir {
+    /// The local settings file's settings (none when there is no file).
+    pub fn local_settings(
+        &self,
+        engine: &ScriptEngine,
+    ) -> Result<BTreeMap<String, String>, Box<dyn miette::Diagnostic + Send + Sync>> {
+        let path = match &self.settings {
+            Some(p) => p.clone(),
+            None => {
+                let p = engine.project.root.join(LOCAL_SETTINGS);
+                if !p.is_file() {
+                    return Ok(BTreeMap::new());
+                }
+                p
+            }
+        };
+        crate::target::load_settings_file(engine, &path)
+            .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })
+    }
+
     /// The build directory, absolute: a relative one lies in the project.
     pub fn resolve(&self, engine: &ScriptEngine) -> Utf8PathBuf {
-        if self.dir.is_absolute() {
-            self.dir.clone()
-        } else {
-            engine.project.root.join(&self.dir)
-        }
+        let local = self.local_settings(engine).unwrap_or_default();
+        let dir = self
+            .dir
+            .clone()
+            .or_else(|| local.get("BUILD_DIR").map(Utf8PathBuf::from))
+            .unwrap_or_else(|| Utf8PathBuf::from("build"));
+        absolute_in(engine, dir)
+    }
+
+    /// `--cache-dir`, else the local file's CACHE_DIR (`None`: the build
+    /// directory's own `cache/`).
+    pub fn cache_dir(
+        &self,
+        engine: &ScriptEngine,
+        flag: Option<&Utf8PathBuf>,
+    ) -> Option<Utf8PathBuf> {
+        let local = self.local_settings(engine).unwrap_or_default();
+        flag.cloned()
+            .or_else(|| local.get("CACHE_DIR").map(Utf8PathBuf::from))
+            .map(|d| absolute_in(engine, d))
+    }
+}
+
+/// A path from the user, absolute: a relative one lies in the project.
+fn absolute_in(engine: &ScriptEngine, p: Utf8PathBuf) -> Utf8PathBuf {
+    if p.is_absolute() {
+        p
+    } else {
+        engine.project.root.join(p)
     }
 }
 
@@ -109,6 +156,16 @@ pub struct RunOptions {
     /// what to what.
     #[arg(long)]
     pub explain: bool,
+    /// The download cache (default: the local file's CACHE_DIR, else
+    /// `<build-dir>/cache`); several build directories may share one.
+    #[arg(long = "cache-dir", env = "RHBUILD_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<Utf8PathBuf>,
+    /// Show every command's output as it comes (it also goes to the logs).
+    #[arg(short = 'v', long, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Print only warnings and errors.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
     /// Rebuild STAGE (a script's name, as `linux-kernel`) whatever its
     /// manifest says; the stages that use it follow. Repeatable.
     #[arg(long, value_name = "STAGE")]
@@ -143,6 +200,10 @@ impl RunOptions {
             wait_for_lock: !self.no_wait,
             explain: self.explain,
             force: self.force.clone(),
+            local: self.build_dir.local_settings(&engine)?,
+            cache_dir: self.build_dir.cache_dir(&engine, self.cache_dir.as_ref()),
+            quiet: self.quiet,
+            verbose: self.verbose,
         };
         let interrupt = Interrupt::from_signals()
             .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;

@@ -19,6 +19,10 @@ pub struct Args {
     jobs: Option<usize>,
     #[command(flatten)]
     build_dir: super::args::BuildDir,
+    /// The download cache (default: the local file's CACHE_DIR, else
+    /// `<build-dir>/cache`).
+    #[arg(long = "cache-dir", env = "RHBUILD_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<camino::Utf8PathBuf>,
     /// A package named here is not fetched (and not verified).
     #[command(flatten)]
     sources: super::args::Sources,
@@ -46,10 +50,13 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         );
     }
     let build_dir = args.build_dir.resolve(&engine);
-    let cache = crate::confine::Root::create(&build_dir)
-        .and_then(|b| b.subdir(camino::Utf8Path::new("cache")))
-        .map(SourceCache::in_root)
-        .map_err(|e| msg(format!("cannot use the source cache in `{build_dir}`: {e}")))?;
+    let cache = match args.build_dir.cache_dir(&engine, args.cache_dir.as_ref()) {
+        Some(dir) => crate::confine::Root::create(&dir),
+        None => crate::confine::Root::create(&build_dir)
+            .and_then(|b| b.subdir(camino::Utf8Path::new("cache"))),
+    }
+    .map(SourceCache::in_root)
+    .map_err(|e| msg(format!("cannot use the source cache in `{build_dir}`: {e}")))?;
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
     let opts = crate::fetch::FetchOptions {

@@ -44,6 +44,14 @@ enum Command {
     Fetch(fetch::Args),
     Miniconfig(miniconfig::Args),
     Clean(clean::Args),
+    /// Print a shell completion script: `rhbuild completions bash >
+    /// /etc/bash_completion.d/rhbuild` (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `rhbuild man | man -l -`.
+    Man,
     /// Copy standard input and output to a service on the host's loopback
     /// (QEMU's `guestfwd` rules run it for each guest connection).
     #[command(hide = true)]
@@ -78,6 +86,18 @@ pub fn main() -> ExitCode {
             };
         }
         Command::Sandbox { args } => return crate::sandbox::helper_main(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "rhbuild", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            return match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => report(msg(format!("cannot write the manual page: {e}")).as_ref()),
+            };
+        }
         _ => {}
     }
     let start = cli
@@ -102,7 +122,10 @@ pub fn main() -> ExitCode {
         Command::Miniconfig(a) => miniconfig::exec(engine, a),
         Command::Settings(a) => settings::exec(engine, a),
         Command::Clean(a) => clean::exec(engine, a),
-        Command::Relay { .. } | Command::Sandbox { .. } => unreachable!("handled above"),
+        Command::Relay { .. }
+        | Command::Sandbox { .. }
+        | Command::Completions { .. }
+        | Command::Man => unreachable!("handled above"),
     };
     match result {
         Ok(code) => code,

@@ -12,7 +12,8 @@ use camino::Utf8PathBuf;
     after_help = "Examples:\n  rhbuild run scripts/system-image.rhai --arch sh4\n  rhbuild run scripts/smoketest.rhai --arch sh4 --source linux=/usr/src/linux-source-6.1.tar.xz\n  rhbuild run scripts/system-image.rhai --arch sh4 --set SYSIMAGE_TYPE=squashfs -j 2"
 )]
 pub struct Args {
-    /// The script to run, for example scripts/system-image.rhai.
+    /// The script to run, for example scripts/system-image.rhai, or a
+    /// stage's name: system-image.
     script: Utf8PathBuf,
     #[command(flatten)]
     arch: Arch,
@@ -25,7 +26,17 @@ pub struct Args {
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
-    let script = crate::project::absolute(&args.script);
+    // A stage's name (`system-image`) stands for its script.
+    let named = engine
+        .project
+        .scripts()
+        .join(format!("{}.rhai", args.script));
+    let script = if !args.script.as_str().contains('/') && !args.script.exists() && named.is_file()
+    {
+        named
+    } else {
+        crate::project::absolute(&args.script)
+    };
     let rel = match script.strip_prefix(&engine.project.root) {
         Ok(r) => r.to_owned(),
         Err(_) => {

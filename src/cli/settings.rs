@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 /// Print the effective settings of a target: each setting the target, the
-/// environment or `--set` gives, and each one the scripts read with a
+/// local settings file, the environment or `--set` gives, and each one the scripts read with a
 /// default of their own, with its value and the layer it came from
-/// (target, environment, --set, default).
+/// (target, local file, environment, --set, default).
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  rhbuild settings --arch sh4\n  rhbuild settings --arch armv5l --set TOOLCHAIN=debian"
@@ -21,6 +21,9 @@ pub struct Args {
     /// Override a setting, as `rhbuild run --set` does.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// A settings file instead of the project's `local.rhai`.
+    #[arg(long = "settings", env = "RHBUILD_SETTINGS", value_name = "FILE")]
+    settings: Option<camino::Utf8PathBuf>,
 }
 
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
@@ -29,8 +32,14 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
     let cli = Settings::parse_pairs(&args.set)
         .map_err(|e| -> Box<dyn miette::Diagnostic + Send + Sync> { Box::new(e) })?;
-    let settings = Settings::new(
+    let local = super::args::BuildDir {
+        dir: None,
+        settings: args.settings.clone(),
+    }
+    .local_settings(&engine)?;
+    let settings = Settings::with_local(
         target.settings.clone(),
+        local,
         crate::stage::Run::environment(),
         cli,
     );

@@ -1,0 +1,152 @@
+//! The command line as a user meets it: stage names for scripts, -q and
+//! -v, the local settings file, a download cache shared by two build
+//! directories, `rhbuild settings`, shell completions and the manual page.
+
+use crate::util::TestProject;
+
+fn project() -> TestProject {
+    let p = TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "scripts/host-tools.rhai",
+        "export const output = \"host\";\nexport const tools = true;\nctx.host_tools([\"sh\", \"echo\"]);\n",
+    );
+    p.write(
+        "scripts/a.rhai",
+        r#"export const output = "a";
+ctx.stage("host-tools");
+print("script says hello");
+ctx.dir(ctx.out).run(["sh", "-c", "echo command output here"]);
+ctx.write(`${ctx.out}/v`, ctx.setting("GREETING", "none"));
+"#,
+    );
+    p
+}
+
+#[test]
+fn a_stage_is_named_by_its_name() {
+    let p = project();
+    let o = p.rhbuild(&["run", "a", "--arch", "t"]).success();
+    assert!(o.stdout.contains("=== a (t)"), "{}", o.stdout);
+    let o = p.rhbuild(&["run", "nosuch", "--arch", "t"]).failure();
+    assert!(o.stderr.contains("no script `nosuch`"), "{}", o.stderr);
+}
+
+#[test]
+fn no_target_is_an_error_that_lists_them() {
+    let p = project();
+    let o = p.rhbuild(&["run", "a"]).failure();
+    assert!(o.stderr.contains("no target given"), "{}", o.stderr);
+    assert!(o.stderr.contains("(targets: t)"), "{}", o.stderr);
+}
+
+#[test]
+fn quiet_prints_nothing_and_verbose_shows_the_commands_output() {
+    let p = project();
+    let o = p.rhbuild(&["run", "a", "--arch", "t", "-q"]).success();
+    assert_eq!(o.stdout, "", "quiet printed:\n{}", o.stdout);
+    let o = p
+        .rhbuild(&["run", "a", "--arch", "t", "-v", "--force", "a"])
+        .success();
+    assert!(o.stderr.contains("command output here"), "{}", o.stderr);
+    assert!(o.stdout.contains("script says hello"));
+    // The log has it either way.
+    assert!(p.read("build/t/logs/a.log").contains("command output here"));
+}
+
+#[test]
+fn the_local_settings_file_sits_between_the_target_and_the_environment() {
+    let p = project();
+    p.write(
+        "local.rhai",
+        "export const GREETING = \"from the local file\";\nexport const BUILD_DIR = \"elsewhere\";\n",
+    );
+    p.rhbuild(&["run", "a", "--arch", "t"]).success();
+    assert_eq!(p.read("elsewhere/t/a/v"), "from the local file");
+    let o = p.rhbuild(&["settings", "--arch", "t"]).success();
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("GREETING"))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("local file") && line.contains("from the local file"),
+        "{line}"
+    );
+    // The environment and --set beat it.
+    let o = p
+        .rhbuild(&["settings", "--arch", "t"])
+        .env("RHBUILD_SET_GREETING", "env")
+        .success();
+    assert!(o.stdout.contains("environment  env"), "{}", o.stdout);
+    let o = p
+        .rhbuild(&["settings", "--arch", "t", "--set", "GREETING=cli"])
+        .success();
+    assert!(o.stdout.contains("--set        cli"), "{}", o.stdout);
+    // A default from a script, and where it comes from.
+    std::fs::remove_file(p.root.join("local.rhai")).unwrap();
+    let o = p.rhbuild(&["settings", "--arch", "t"]).success();
+    let line = o
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("GREETING"))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("default") && line.contains("none"), "{line}");
+}
+
+#[test]
+fn two_build_directories_share_one_download_cache() {
+    let p = project();
+    // A "download" that is already in the shared cache, verified by its
+    // checksum: the second build directory finds it there.
+    let data = b"shared source".to_vec();
+    let shared = p.root.join("shared-cache");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("s-1.tar.gz"), &data).unwrap();
+    p.write(
+        "packages/s.rhai",
+        &format!(
+            "export const name = \"s\";\nexport const version = \"1\";\nexport const sources = [ #{{ url: \"http://127.0.0.1:1/s-1.tar.gz\", sha256: \"{}\" }} ];\n",
+            rhbuild::checksum::sha256_bytes(&data)
+        ),
+    );
+    p.write("scripts/get.rhai", "ctx.fetch([\"s\"]);\n");
+    for dir in ["b1", "b2"] {
+        p.rhbuild(&[
+            "run",
+            "get",
+            "--arch",
+            "t",
+            "--build-dir",
+            dir,
+            "--cache-dir",
+            "shared-cache",
+        ])
+        .success();
+        assert!(!p.root.join(dir).join("cache/s-1.tar.gz").exists());
+    }
+    let o = p
+        .rhbuild(&[
+            "fetch",
+            "s",
+            "--build-dir",
+            "b3",
+            "--cache-dir",
+            "shared-cache",
+        ])
+        .success();
+    assert!(o.stdout.contains("(cached)"), "{}", o.stdout);
+}
+
+#[test]
+fn completions_and_the_manual_page() {
+    let p = project();
+    let o = p.rhbuild(&["completions", "bash"]).success();
+    assert!(o.stdout.contains("rhbuild") && o.stdout.contains("miniconfig"));
+    let o = p.rhbuild(&["completions", "zsh"]).success();
+    assert!(o.stdout.contains("#compdef rhbuild"));
+    let o = p.rhbuild(&["man"]).success();
+    assert!(o.stdout.contains(".TH rhbuild 1"), "{}", o.stdout);
+}
