@@ -6,13 +6,8 @@
 # Usage: bench/pipeline.sh [ARCH]   (default sh4)
 # Builds in build/bench-<arch> (removed first), so your build/ is untouched
 # apart from the shared source cache.
-set -eu
 arch=${1:-sh4}
-here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
-cargo build --quiet --release
-rh=${CARGO_TARGET_DIR:-$here/target}/release/rhbuild
-src="--source linux=/usr/src/linux-source-6.1.tar.xz"
+. "$(dirname "$0")/common.sh"
 dir=build/bench-$arch
 # The numbers in docs/benchmarks.md wrap Debian's cross compiler; bench/toolchain.sh
 # measures the one built from source.

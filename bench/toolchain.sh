@@ -7,13 +7,8 @@
 # Usage: bench/toolchain.sh [ARCH]   (default sh4)
 # Builds in build/bench-toolchain-<arch> (removed first), so your build/ is
 # untouched apart from the shared source cache.
-set -eu
 arch=${1:-sh4}
-here=$(cd "$(dirname "$0")/.." && pwd)
-cd "$here"
-cargo build --quiet --release
-rh=${CARGO_TARGET_DIR:-$here/target}/release/rhbuild
-src="--source linux=/usr/src/linux-source-6.1.tar.xz"
+. "$(dirname "$0")/common.sh"
 dir=build/bench-toolchain-$arch
 unset TOOLCHAIN CROSS_COMPILE
 

@@ -12,6 +12,9 @@ use camino::{Utf8Path, Utf8PathBuf};
 use rustix::fs::FileType;
 use std::io::Write;
 
+/// SOURCE_DATE_EPOCH when nothing sets it: 2023-01-01 00:00:00 UTC.
+pub const DEFAULT_SOURCE_DATE_EPOCH: &str = "1672531200";
+
 fn policy_error(e: PolicyError) -> String {
     match e {
         PolicyError::Io { path, source } if crate::confine::is_escape(&source) => format!(
@@ -38,7 +41,18 @@ impl Ctx {
         crate::image::Tools {
             sandbox: Some(&self.run.sandbox),
             interrupt: Some(&self.run.interrupt),
+            epoch: Some(self.source_date_epoch()),
         }
+    }
+
+    /// SOURCE_DATE_EPOCH (recorded): every timestamp a build stores, so
+    /// that two builds of the same inputs give the same bytes. Default:
+    /// 2023-01-01 00:00:00 UTC, the year of the pinned sources.
+    pub fn source_date_epoch(&self) -> u64 {
+        self.setting_or("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH)
+            .trim()
+            .parse()
+            .unwrap_or(1_672_531_200)
     }
 
     /// Where a script may write `path`: beneath the build directory.

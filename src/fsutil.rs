@@ -33,8 +33,51 @@ pub fn publish(part: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
     })
 }
 
+/// `date -u`'s form of seconds since 1970: `Sun Jan  1 00:00:00 UTC 2023`.
+pub fn utc_date(epoch: i64) -> String {
+    let days = epoch.div_euclid(86_400);
+    let secs = epoch.rem_euclid(86_400);
+    // The civil date of a day number (days since 1970-01-01).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:>2} {:02}:{:02}:{:02} UTC {year}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn dates_as_date_prints_them() {
+        assert_eq!(super::utc_date(0), "Thu Jan  1 00:00:00 UTC 1970");
+        assert_eq!(
+            super::utc_date(1_672_531_200),
+            "Sun Jan  1 00:00:00 UTC 2023"
+        );
+        assert_eq!(super::utc_date(951_782_400), "Tue Feb 29 00:00:00 UTC 2000");
+        assert_eq!(
+            super::utc_date(1_796_361_820),
+            "Fri Dec  4 05:23:40 UTC 2026"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -511,6 +511,39 @@ fn tail(text: &[u8], lines: usize) -> String {
 pub struct Tools<'a> {
     pub sandbox: Option<&'a crate::sandbox::Sandbox>,
     pub interrupt: Option<&'a crate::interrupt::Interrupt>,
+    /// Every time in the image (SOURCE_DATE_EPOCH), and the filesystem's
+    /// identity derived from it, so that two builds of the same tree give
+    /// the same bytes. `None`: the tree's own times, a random identity.
+    pub epoch: Option<u64>,
+}
+
+impl Tools<'_> {
+    /// `mke2fs` options and environment for a reproducible filesystem: a
+    /// UUID and directory-hash seed made from the epoch, the epoch as
+    /// every filesystem-level time.
+    fn ext2_identity(&self) -> (Vec<String>, Vec<(&'static str, String)>) {
+        let Some(epoch) = self.epoch else {
+            return (Vec::new(), Vec::new());
+        };
+        let h = crate::checksum::sha256_bytes(format!("rhbuild ext2 {epoch}").as_bytes());
+        let uuid = format!(
+            "{}-{}-4{}-8{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[13..16],
+            &h[17..20],
+            &h[20..32]
+        );
+        (
+            vec![
+                "-U".into(),
+                uuid.clone(),
+                "-E".into(),
+                format!("hash_seed={uuid}"),
+            ],
+            vec![("E2FSPROGS_FAKE_TIME", epoch.to_string())],
+        )
+    }
 }
 
 impl Tools<'_> {
@@ -532,6 +565,16 @@ fn run_tool(
     args: &[&std::ffi::OsStr],
     hint: &str,
     tools: &Tools,
+) -> Result<std::process::Output, ImageError> {
+    run_tool_env(tool, args, hint, tools, &[])
+}
+
+fn run_tool_env(
+    tool: &Path,
+    args: &[&std::ffi::OsStr],
+    hint: &str,
+    tools: &Tools,
+    env: &[(&str, String)],
 ) -> Result<std::process::Output, ImageError> {
     let command = std::iter::once(tool.as_os_str())
         .chain(args.iter().copied())
@@ -555,7 +598,8 @@ fn run_tool(
     };
     cmd.env_clear()
         .env("LC_ALL", "C")
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     let got = match crate::interrupt::run_captured(&mut cmd, tools.interrupt, None) {
         Ok(got) => got,
         Err(crate::interrupt::Stopped::Io(e)) => return Err(io_err("run", tool)(e)),
@@ -599,7 +643,7 @@ pub fn write_squashfs_with(
     require_dir(root)?;
     let mksquashfs = find_tool("mksquashfs", "squashfs-tools", "a squashfs image")?;
     via_part(out, |part| {
-        let args = [
+        let mut args: Vec<String> = [
             root.as_str(),
             part.as_str(),
             "-noappend",
@@ -608,7 +652,16 @@ pub fn write_squashfs_with(
             "gzip",
             "-no-progress",
             "-quiet",
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        if let Some(epoch) = tools.epoch {
+            // Every file's time and the filesystem's own: reproducible.
+            for opt in ["-mkfs-time", "-all-time"] {
+                args.push(opt.into());
+                args.push(epoch.to_string());
+            }
+        }
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
         run_tool(&mksquashfs, &args, "", tools)?;
         Ok(())
@@ -704,16 +757,32 @@ pub fn write_ext2_with(
 
     let mut commands = Vec::new();
     for n in &nodes {
-        if n.meta.uid() == 0 && n.meta.gid() == 0 {
-            continue;
-        }
         let path = debugfs_quote(&n.rel)?;
-        for field in ["uid", "gid"] {
+        let mut fields: Vec<(&str, String)> = Vec::new();
+        if n.meta.uid() != 0 || n.meta.gid() != 0 {
+            fields.extend([("uid", "0".to_string()), ("gid", "0".to_string())]);
+        }
+        if let Some(epoch) = tools.epoch {
+            for f in ["atime", "mtime", "ctime", "crtime"] {
+                // debugfs reads a bare number as a date (YYYYMMDD...).
+                fields.push((f, format!("@{epoch}")));
+            }
+        }
+        for (field, value) in fields {
             commands.extend_from_slice(b"set_inode_field ");
             commands.extend_from_slice(&path);
-            commands.extend_from_slice(format!(" {field} 0\n").as_bytes());
+            commands.extend_from_slice(format!(" {field} {value}\n").as_bytes());
         }
     }
+    if let Some(epoch) = tools.epoch {
+        for dir in ["/", "/lost+found"] {
+            for f in ["atime", "mtime", "ctime", "crtime"] {
+                commands
+                    .extend_from_slice(format!("set_inode_field {dir} {f} @{epoch}\n").as_bytes());
+            }
+        }
+    }
+    let (identity, fake_time) = tools.ext2_identity();
 
     via_part(out, |part| {
         let file = File::create(part).map_err(io_err("create", part))?;
@@ -729,7 +798,7 @@ pub fn write_ext2_with(
             String::new()
         };
         let inodes = inodes.to_string();
-        let args = [
+        let mut args: Vec<String> = [
             "-q",
             "-F",
             "-t",
@@ -740,12 +809,13 @@ pub fn write_ext2_with(
             &inodes,
             "-E",
             "root_owner=0:0",
-            "-d",
-            root.as_str(),
-            part.as_str(),
-        ];
+        ]
+        .map(String::from)
+        .to_vec();
+        args.extend(identity.iter().cloned());
+        args.extend(["-d".to_string(), root.to_string(), part.to_string()]);
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mke2fs, &args, &hint, tools)?;
+        run_tool_env(&mke2fs, &args, &hint, tools, &fake_time)?;
         if !commands.is_empty() {
             let script = Utf8PathBuf::from(format!("{part}.owners"));
             fs::write(&script, &commands).map_err(io_err("write", &script))?;
@@ -755,7 +825,7 @@ pub fn write_ext2_with(
                 script.as_os_str(),
                 part.as_os_str(),
             ];
-            let result = run_tool(&debugfs, &args, "", tools);
+            let result = run_tool_env(&debugfs, &args, "", tools, &fake_time);
             let _ = fs::remove_file(&script);
             let output = result?;
             // debugfs reports a failed command on stderr but still exits 0;
@@ -801,19 +871,14 @@ pub fn create_blank_ext2_with(
         let file = File::create(part).map_err(io_err("create", part))?;
         file.set_len(size_mb * MIB).map_err(io_err("size", part))?;
         drop(file);
-        let args = [
-            "-q",
-            "-F",
-            "-t",
-            "ext2",
-            "-m",
-            "0",
-            "-E",
-            "root_owner=0:0",
-            part.as_str(),
-        ];
+        let (identity, fake_time) = tools.ext2_identity();
+        let mut args: Vec<String> = ["-q", "-F", "-t", "ext2", "-m", "0", "-E", "root_owner=0:0"]
+            .map(String::from)
+            .to_vec();
+        args.extend(identity);
+        args.push(part.to_string());
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mke2fs, &args, "", tools)?;
+        run_tool_env(&mke2fs, &args, "", tools, &fake_time)?;
         Ok(())
     })
 }

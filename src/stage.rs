@@ -1145,6 +1145,10 @@ impl Ctx {
         self.run
             .make_build_dir(&self.run.arch_dir().join("tmp"))
             .map_err(|e| e.to_string())?;
+        // Every time a build stores (a kernel's or busybox's build date, an
+        // archive's member times) comes from this, recorded like any setting.
+        env.entry("SOURCE_DATE_EPOCH".into())
+            .or_insert_with(|| self.source_date_epoch().to_string());
         // ccache, where a script routes compiles through it: one cache for
         // every target of the build directory (or CCACHE_DIR), keyed on the
         // compilers this stage uses by the hashes of the stages that made

@@ -17,5 +17,6 @@ mod pipeline;
 mod properties;
 mod qemu;
 mod rebuild;
+mod reproducible;
 mod structure;
 mod toolchain;

@@ -24,6 +24,9 @@ pub fn register(engine: &mut Engine) {
         lift(c.current_package().map(|p| p.version))
     });
     engine.register_get("opts", |c: &mut Ctx| c.frame.opts.clone());
+    engine.register_get("source_date_epoch", |c: &mut Ctx| {
+        c.source_date_epoch() as i64
+    });
     engine.register_get("rhbuild", |_c: &mut Ctx| {
         std::env::current_exe()
             .map(|p| p.to_string_lossy().to_string())
@@ -226,8 +229,8 @@ pub fn register(engine: &mut Engine) {
         |c: &mut Ctx, root: &str, out: &str| -> RhaiResult<()> {
             let root = lift(c.readable(root))?;
             let out = lift(c.writable(out))?;
-            let mtime = c.setting_or("SOURCE_DATE_EPOCH", "").trim().parse().ok();
-            crate::image::write_initramfs_with(&root, &out, mtime, &c.image_tools())
+            let tools = c.image_tools();
+            crate::image::write_initramfs_with(&root, &out, tools.epoch, &tools)
                 .map_err(|e| fail(format!("{e}")))
         },
     );

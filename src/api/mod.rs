@@ -101,6 +101,9 @@ mod plain {
         // The host's clock, in whole seconds since 1970: a guest without a
         // battery-backed clock learns the time from its kernel command line.
         engine.register_fn("now", || crate::stage::unix_now() as i64);
+        // `date -u`'s form of a time: what a build that stamps a date
+        // (the kernel's `uname -v`) is given for SOURCE_DATE_EPOCH.
+        engine.register_fn("utc_date", |epoch: i64| crate::fsutil::utc_date(epoch));
         engine.register_fn("words", |s: &str| -> Array {
             s.split_whitespace()
                 .map(|w| Dynamic::from(w.to_string()))
