@@ -213,6 +213,9 @@ fn is_executable_file(path: &Utf8Path) -> bool {
 enum Capture {
     Log,
     Pipe,
+    /// The user's terminal: standard input, output and error inherited,
+    /// in rhbuild's own process group (so the terminal's foreground).
+    Terminal,
 }
 
 impl Airlock {
@@ -225,6 +228,12 @@ impl Airlock {
     /// to the log. For probes such as `gcc -print-file-name=libc.a`.
     pub fn output(&self, cmd: &Command) -> Result<String, RunError> {
         self.execute(cmd, Capture::Pipe)
+    }
+
+    /// Run `cmd` on the user's terminal (a configuration menu): still in
+    /// the airlock and its sandbox, with `TERM` passed through.
+    pub fn run_on_terminal(&self, cmd: &Command) -> Result<(), RunError> {
+        self.execute(cmd, Capture::Terminal).map(|_| ())
     }
 
     /// The `PATH` value inside the airlock.
@@ -394,16 +403,26 @@ impl Airlock {
         } else {
             (log.try_clone().map_err(log_error)?, None)
         };
-        child_cmd
-            .current_dir(&cmd.cwd)
-            .env_clear()
-            .envs(env)
-            .stdin(Stdio::null())
-            .stderr(sink.try_clone().map_err(log_error)?)
-            .process_group(0);
+        if matches!(capture, Capture::Terminal)
+            && let Ok(term) = std::env::var("TERM")
+        {
+            env.insert("TERM".into(), term);
+        }
+        child_cmd.current_dir(&cmd.cwd).env_clear().envs(env);
+        match capture {
+            Capture::Terminal => child_cmd
+                .stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit()),
+            _ => child_cmd
+                .stdin(Stdio::null())
+                .stderr(sink.try_clone().map_err(log_error)?)
+                .process_group(0),
+        };
         match capture {
             Capture::Log => child_cmd.stdout(sink.try_clone().map_err(log_error)?),
             Capture::Pipe => child_cmd.stdout(Stdio::piped()),
+            Capture::Terminal => &mut child_cmd,
         };
         let mut child = child_cmd.spawn().map_err(|source| RunError::Spawn {
             package: package.clone(),
@@ -422,7 +441,12 @@ impl Airlock {
         });
 
         drop(sink);
-        let outcome = wait_group(&mut child, &self.interrupt);
+        let outcome = if matches!(capture, Capture::Terminal) {
+            // Ctrl-C reaches it with rhbuild: it shares the terminal's group.
+            child.wait().map_err(Waited::Io)
+        } else {
+            wait_group(&mut child, &self.interrupt)
+        };
         let captured = reader
             .map(|r| r.join().unwrap_or_default())
             .unwrap_or_default();

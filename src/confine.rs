@@ -17,7 +17,7 @@
 //!
 //! [`AccessPolicy`] says which roots a run may use: it writes beneath the
 //! build directory only, and reads beneath the build directory, the project
-//! and the directories the user named in `MY_*` settings. An absolute path a
+//! and the directories (or single files) the user named in `MY_*` settings. An absolute path a
 //! script gives picks its root by the roots' own paths (the deepest root
 //! that contains it lexically); what follows that prefix, `..` and links
 //! included, is the kernel's to resolve beneath that root.
@@ -883,8 +883,8 @@ pub enum Place {
     Build,
     /// The project checkout (read-only; files read are recorded).
     Project,
-    /// A directory the user named in a `MY_*` setting (read-only; recorded
-    /// by a stamp of its contents).
+    /// A directory (or file) the user named in a `MY_*` setting
+    /// (read-only; recorded by a stamp of its contents).
     User { setting: String, dir: Utf8PathBuf },
 }
 
@@ -908,8 +908,9 @@ impl Located<'_> {
 pub struct AccessPolicy {
     build: Root,
     project: Root,
-    /// `MY_*` settings naming directories: (setting, its directory).
-    user: Vec<(String, Root)>,
+    /// `MY_*` settings naming directories or files: (setting, the
+    /// directory, and for a file its name: nothing else there is read).
+    user: Vec<(String, Root, Option<String>)>,
 }
 
 /// Why a path was refused.
@@ -947,7 +948,11 @@ impl AccessPolicy {
             }
             let p = crate::project::absolute(Utf8Path::new(dir));
             if p.is_dir() {
-                user.push((setting.clone(), Root::open(&p)?));
+                user.push((setting.clone(), Root::open(&p)?, None));
+            } else if p.is_file()
+                && let (Some(parent), Some(name)) = (p.parent(), p.file_name())
+            {
+                user.push((setting.clone(), Root::open(parent)?, Some(name.to_string())));
             }
         }
         Ok(AccessPolicy {
@@ -992,20 +997,29 @@ impl AccessPolicy {
                 found.push((root.path.as_str().len(), Located { root, rel, place }));
             }
         }
-        for (setting, r) in &self.user {
-            if let Some(rel) = r.relative(&abs) {
-                found.push((
-                    r.path.as_str().len(),
-                    Located {
-                        root: r,
-                        rel,
-                        place: Place::User {
-                            setting: setting.clone(),
-                            dir: r.path.clone(),
+        for (setting, r, only) in &self.user {
+            let Some(rel) = r.relative(&abs) else {
+                continue;
+            };
+            // A file named by a setting opens its directory, but only the
+            // file itself is readable there.
+            if only.as_ref().is_some_and(|name| rel.as_str() != name) {
+                continue;
+            }
+            found.push((
+                r.path.as_str().len(),
+                Located {
+                    root: r,
+                    place: Place::User {
+                        setting: setting.clone(),
+                        dir: match only {
+                            Some(name) => r.path.join(name),
+                            None => r.path.clone(),
                         },
                     },
-                ));
-            }
+                    rel,
+                },
+            ));
         }
         if found.is_empty() {
             return Err(PolicyError::NotReadable {

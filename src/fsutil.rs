@@ -33,8 +33,9 @@ pub fn publish(part: &Utf8Path, dest: &Utf8Path) -> io::Result<()> {
     })
 }
 
-/// `date -u`'s form of seconds since 1970: `Sun Jan  1 00:00:00 UTC 2023`.
-pub fn utc_date(epoch: i64) -> String {
+/// A time in seconds since 1970 as UTC: (year, month, day, hours,
+/// minutes, seconds, weekday with 0 for Thursday).
+fn civil(epoch: i64) -> (i64, i64, i64, i64, i64, i64, usize) {
     let days = epoch.div_euclid(86_400);
     let secs = epoch.rem_euclid(86_400);
     // The civil date of a day number (days since 1970-01-01).
@@ -47,19 +48,36 @@ pub fn utc_date(epoch: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
+    let weekday = days.rem_euclid(7) as usize;
+    (
+        year,
+        month,
+        day,
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        weekday,
+    )
+}
+
+/// `date -u`'s form of seconds since 1970: `Sun Jan  1 00:00:00 UTC 2023`.
+pub fn utc_date(epoch: i64) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
+    let (year, month, day, h, m, s, weekday) = civil(epoch);
     format!(
-        "{} {} {:>2} {:02}:{:02}:{:02} UTC {year}",
-        DAYS[days.rem_euclid(7) as usize],
+        "{} {} {day:>2} {h:02}:{m:02}:{s:02} UTC {year}",
+        DAYS[weekday],
         MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
     )
+}
+
+/// ISO 8601 in UTC, as SPDX wants it: `2023-01-01T00:00:00Z`.
+pub fn iso_date(epoch: i64) -> String {
+    let (year, month, day, h, m, s, _) = civil(epoch);
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
 #[cfg(test)]

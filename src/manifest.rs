@@ -49,6 +49,13 @@ impl Inputs {
 /// otherwise, so it is cheap.
 pub fn tree_stamp(root: &Utf8Path) -> String {
     use std::os::unix::fs::MetadataExt;
+    // A single file (a MY_* setting may name one): its contents.
+    if root.is_file() {
+        return match crate::checksum::sha256_file(root) {
+            Ok(h) => format!("file sha256 {h}"),
+            Err(e) => format!("file unreadable: {e}"),
+        };
+    }
     let recent = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64 - 2)

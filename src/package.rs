@@ -1,6 +1,7 @@
 //! Packages: one module per package under `packages/`, declaring its data
-//! first (name, version, sources with checksums) and then `fn build(ctx)`.
-//! Its own patches live in `packages/<name>/*.patch`.
+//! first (name, version, sources with checksums; optionally the packages
+//! it needs, its licence, and a check to run in a booted guest) and then
+//! `fn build(ctx)`. Its own patches live in `packages/<name>/*.patch`.
 
 use crate::checksum::Expected;
 use crate::diag::ScriptDiagnostic;
@@ -28,6 +29,22 @@ pub struct Package {
     pub inner: Vec<Option<String>>,
     /// Whether the package defines `fn build(ctx)`.
     pub buildable: bool,
+    /// `depends`: the packages built before it into the same root.
+    pub depends: Vec<String>,
+    /// `license`: an SPDX licence expression.
+    pub license: Option<String>,
+    /// `license_files`: its licence texts, relative to its source tree.
+    pub license_files: Vec<String>,
+    /// `check`: a command run in a booted guest and text its output must
+    /// hold, proving the package works there.
+    pub check: Option<Check>,
+}
+
+/// A package's check inside a booted guest.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    pub run: String,
+    pub expect: String,
 }
 
 impl Package {
@@ -86,7 +103,75 @@ pub fn load(engine: &ScriptEngine, name: &str) -> Result<Package, ScriptError> {
         buildable: ast
             .iter_functions()
             .any(|f| f.name == "build" && f.params.len() == 1),
+        depends: strings(module.get_var("depends").as_ref()),
+        license: module
+            .get_var_value::<rhai::ImmutableString>("license")
+            .map(|s| s.to_string()),
+        license_files: strings(module.get_var("license_files").as_ref()),
+        check: module.get_var_value::<Map>("check").and_then(|m| {
+            Some(Check {
+                run: text(&m, "run")?,
+                expect: text(&m, "expect")?,
+            })
+        }),
     })
+}
+
+/// An array of strings (anything else in it left out).
+fn strings(v: Option<&Dynamic>) -> Vec<String> {
+    v.and_then(|v| v.clone().try_cast::<rhai::Array>())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.clone().try_cast::<rhai::ImmutableString>())
+                .map(|s| s.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `names` and every package they need, each after what it needs and
+/// once: the order to build them into one root. An unknown name or a cycle
+/// is an error naming the packages involved.
+pub fn build_order(
+    names: &[String],
+    depends_of: &mut dyn FnMut(&str) -> Result<Vec<String>, ScriptError>,
+) -> Result<Vec<String>, ScriptError> {
+    fn visit(
+        name: &str,
+        path: &mut Vec<String>,
+        done: &mut Vec<String>,
+        depends_of: &mut dyn FnMut(&str) -> Result<Vec<String>, ScriptError>,
+    ) -> Result<(), ScriptError> {
+        if done.iter().any(|d| d == name) {
+            return Ok(());
+        }
+        if let Some(at) = path.iter().position(|p| p == name) {
+            let mut cycle = path[at..].to_vec();
+            cycle.push(name.to_string());
+            return Err(ScriptError::Other(format!(
+                "packages depend on each other in a circle: {}; remove one of these `depends`",
+                cycle.join(" -> ")
+            )));
+        }
+        let needs = depends_of(name).map_err(|e| match path.last() {
+            Some(parent) => {
+                ScriptError::Other(format!("package `{parent}` depends on `{name}`: {e}"))
+            }
+            None => e,
+        })?;
+        path.push(name.to_string());
+        for n in &needs {
+            visit(n, path, done, depends_of)?;
+        }
+        path.pop();
+        done.push(name.to_string());
+        Ok(())
+    }
+    let mut done = Vec::new();
+    for n in names {
+        visit(n, &mut Vec::new(), &mut done, depends_of)?;
+    }
+    Ok(done)
 }
 
 fn text(m: &Map, key: &str) -> Option<String> {
@@ -232,6 +317,90 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                     );
                 }
             }
+            "depends" => {
+                let v = module.get_var("depends");
+                let names = strings(v.as_ref());
+                let is_list = v
+                    .as_ref()
+                    .and_then(|v| v.clone().try_cast::<rhai::Array>())
+                    .is_some_and(|a| a.len() == names.len());
+                if !is_list {
+                    out.push(at(
+                        c.pos,
+                        "package `depends` must be an array of package names".into(),
+                        "declared here",
+                        "for example `export const depends = [\"zlib\"];`",
+                    ));
+                }
+                for n in names {
+                    if n == stem {
+                        out.push(at(
+                            c.pos,
+                            format!("package `{stem}` depends on itself"),
+                            "declared here",
+                            "leave its own name out of `depends`",
+                        ));
+                    } else if !engine.project.root.join(file_of(&n)).is_file() {
+                        out.push(at(
+                            c.pos,
+                            format!(
+                                "package `{stem}` depends on `{n}`, but `{}` does not exist",
+                                file_of(&n)
+                            ),
+                            "declared here",
+                            "write that package first, or correct the name",
+                        ));
+                    }
+                }
+            }
+            "license"
+                if module
+                    .get_var_value::<rhai::ImmutableString>("license")
+                    .is_none_or(|v| v.trim().is_empty()) =>
+            {
+                out.push(at(
+                    c.pos,
+                    "package `license` must be an SPDX licence expression".into(),
+                    "declared here",
+                    "for example `export const license = \"GPL-2.0-only\";` (see https://spdx.org/licenses/)",
+                ));
+            }
+            "license_files" => {
+                let v = module.get_var("license_files");
+                let files = strings(v.as_ref());
+                let len = v
+                    .as_ref()
+                    .and_then(|v| v.clone().try_cast::<rhai::Array>())
+                    .map(|a| a.len());
+                if len != Some(files.len())
+                    || files.iter().any(|f| {
+                        f.is_empty() || f.starts_with('/') || f.split('/').any(|c| c == "..")
+                    })
+                {
+                    out.push(at(
+                        c.pos,
+                        "package `license_files` must be an array of paths inside the source tree"
+                            .into(),
+                        "declared here",
+                        "for example `export const license_files = [\"LICENSE\"];`",
+                    ));
+                }
+            }
+            "check" => {
+                let ok = module.get_var_value::<Map>("check").is_some_and(|m| {
+                    text(&m, "run").is_some_and(|r| !r.trim().is_empty())
+                        && text(&m, "expect").is_some_and(|e| !e.is_empty())
+                        && m.keys().all(|k| k == "run" || k == "expect")
+                });
+                if !ok {
+                    out.push(at(
+                        c.pos,
+                        "package `check` must be a map with `run` (a command for the guest's shell) and `expect` (text its output holds)".into(),
+                        "declared here",
+                        "for example `export const check = #{ run: \"lua -v\", expect: \"Lua 5.4\" };`",
+                    ));
+                }
+            }
             _ => {}
         }
     }
@@ -307,4 +476,61 @@ fn check_source(s: &Dynamic, i: usize) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod order_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn order(names: &[&str], graph: &[(&str, &[&str])]) -> Result<Vec<String>, String> {
+        let graph: BTreeMap<&str, Vec<String>> = graph
+            .iter()
+            .map(|(k, v)| (*k, v.iter().map(|s| s.to_string()).collect()))
+            .collect();
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        build_order(&names, &mut |n| {
+            graph
+                .get(n)
+                .cloned()
+                .ok_or_else(|| ScriptError::Other(format!("no package `{n}`")))
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn what_a_package_needs_comes_first_and_once() {
+        let g: &[(&str, &[&str])] = &[
+            ("dropbear", &["zlib"]),
+            ("zlib", &[]),
+            ("lua", &[]),
+            ("tool", &["zlib", "lua"]),
+        ];
+        assert_eq!(
+            order(&["dropbear", "lua"], g).unwrap(),
+            ["zlib", "dropbear", "lua"]
+        );
+        assert_eq!(
+            order(&["tool", "dropbear", "zlib"], g).unwrap(),
+            ["zlib", "lua", "tool", "dropbear"]
+        );
+        assert_eq!(order(&[], g).unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_circle_and_an_unknown_package_are_named() {
+        let g: &[(&str, &[&str])] = &[
+            ("a", &["b"]),
+            ("b", &["c"]),
+            ("c", &["a"]),
+            ("d", &["nope"]),
+        ];
+        let e = order(&["a"], g).unwrap_err();
+        assert!(e.contains("a -> b -> c -> a"), "{e}");
+        let e = order(&["d"], g).unwrap_err();
+        assert!(
+            e.contains("package `d` depends on `nope`: no package `nope`"),
+            "{e}"
+        );
+    }
 }

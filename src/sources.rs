@@ -125,17 +125,9 @@ impl Ctx {
         )
     }
 
-    /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
-    /// where the key covers the tarball and the patch set. With `inner`, the
-    /// tree comes from the tarball at that path inside `archive` (extracted
-    /// first, next to the tree, and removed afterwards).
-    fn unpacked(
-        &self,
-        pkg: &Package,
-        archive: &Utf8Path,
-        inner: Option<&str>,
-        key: &str,
-    ) -> PrimResult<Utf8PathBuf> {
+    /// The patches applied to a package's source, in order: its own, then
+    /// the user's (MY_PATCH_DIR/<name>).
+    fn patches_of(&self, pkg: &Package) -> PrimResult<Vec<Utf8PathBuf>> {
         let root = &self.run.engine.project.root;
         let mut patches =
             crate::patch::list_patches(&pkg.patch_dir(root)).map_err(|e| e.to_string())?;
@@ -151,6 +143,75 @@ impl Ctx {
                     .map_err(|e| e.to_string())?,
             );
         }
+        Ok(patches)
+    }
+
+    /// Where a package's source came from, for an account of an image (an
+    /// SBOM, legal-info): its declarations (`ctx.package_info`) and
+    /// `origin` (the URL or Debian source package of the origin whose
+    /// checksum the cached file matched, or `local PATH` for a --source
+    /// override), `file` (that file), `sha256` (its checksum, computed),
+    /// `patches` (`#{ file, sha256 }` each, in the order applied),
+    /// `tree` (the extracted, patched source) and `verified`.
+    pub fn source_record(&self, name: &str) -> PrimResult<rhai::Map> {
+        let mut m = self.package_info(name)?;
+        let pkg = self.run.package(name).map_err(|e| e.to_string())?;
+        let tree = self.source_of_package(&pkg)?;
+        let (origin, file, verified) = match self.run.overrides.get(name) {
+            Some(p) => (format!("local {p}"), p.clone(), false),
+            None => {
+                let fetched = self
+                    .run
+                    .cache
+                    .cached(&pkg.spec())
+                    .ok_or_else(|| format!("`{name}` vanished from the cache"))?;
+                let origin = match &pkg.origins[fetched.origin].kind {
+                    crate::fetch::OriginKind::Url(u) => u.clone(),
+                    crate::fetch::OriginKind::Debian { package, file } => {
+                        format!("debian source package {package}: {file}")
+                    }
+                };
+                (origin, fetched.path, true)
+            }
+        };
+        let sha256 = if file.is_file() {
+            crate::checksum::sha256_file(&file).map_err(|e| format!("cannot read `{file}`: {e}"))?
+        } else {
+            String::new()
+        };
+        let mut patches = rhai::Array::new();
+        for p in self.patches_of(&pkg)? {
+            let bytes = std::fs::read(&p).map_err(|e| format!("cannot read patch `{p}`: {e}"))?;
+            let mut pm = rhai::Map::new();
+            pm.insert("file".into(), p.to_string().into());
+            pm.insert(
+                "sha256".into(),
+                crate::checksum::sha256_bytes(&bytes).into(),
+            );
+            patches.push(pm.into());
+        }
+        m.insert("origin".into(), origin.into());
+        m.insert("file".into(), file.to_string().into());
+        m.insert("sha256".into(), sha256.into());
+        m.insert("patches".into(), patches.into());
+        m.insert("tree".into(), tree.to_string().into());
+        m.insert("verified".into(), verified.into());
+        Ok(m)
+    }
+
+    /// Extract and patch `archive` into `build/src/<name>-<version>-<key>`,
+    /// where the key covers the tarball and the patch set. With `inner`, the
+    /// tree comes from the tarball at that path inside `archive` (extracted
+    /// first, next to the tree, and removed afterwards).
+    fn unpacked(
+        &self,
+        pkg: &Package,
+        archive: &Utf8Path,
+        inner: Option<&str>,
+        key: &str,
+    ) -> PrimResult<Utf8PathBuf> {
+        let root = &self.run.engine.project.root;
+        let patches = self.patches_of(pkg)?;
         let mut key_text = key.to_string();
         for p in &patches {
             let bytes = std::fs::read(p).map_err(|e| format!("cannot read patch `{p}`: {e}"))?;

@@ -22,6 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// What a project file that was looked for and not found is recorded as.
+const ABSENT: &str = "absent";
+
 /// What a run was asked to do.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -772,11 +775,13 @@ impl Run {
                 .map(|(_, b)| crate::checksum::sha256_bytes(&b));
             match now {
                 Ok(now) if now == *h => {}
+                Ok(_) if h == ABSENT => out.push(format!("`{f}` appeared")),
                 Ok(now) => out.push(format!(
                     "`{f}` changed (sha256 {} → {})",
                     short(h),
                     short(&now)
                 )),
+                Err(_) if h == ABSENT => {}
                 Err(_) => out.push(format!("`{f}` is gone")),
             }
         }
@@ -964,6 +969,34 @@ impl Ctx {
         Ok(abs)
     }
 
+    /// A project file that may be missing: its absolute path when it is
+    /// there, recorded as read; `None` when it is not, recorded as absent,
+    /// so that creating it later rebuilds.
+    pub fn optional_project_file(&self, rel: &str) -> PrimResult<Option<Utf8PathBuf>> {
+        let relp = Utf8PathBuf::from(rel);
+        let exists = self
+            .run
+            .policy
+            .project()
+            .exists(&relp)
+            .map_err(|e| format!("cannot look for `{rel}`: {e}"))?;
+        if exists {
+            return self.project_file(rel).map(Some);
+        }
+        if relp.is_absolute() || rel.split('/').any(|c| c == "..") {
+            return Err(format!(
+                "`{rel}` must be a path inside the project, relative to its root"
+            ));
+        }
+        self.frame
+            .inputs
+            .lock()
+            .unwrap()
+            .files
+            .insert(rel.to_string(), ABSENT.to_string());
+        Ok(None)
+    }
+
     /// Record a file of the target's folder and return its absolute path.
     pub fn target_file(&self, name: &str) -> PrimResult<Utf8PathBuf> {
         self.project_file(&format!("targets/{}/{name}", self.run.target.name))
@@ -984,6 +1017,58 @@ impl Ctx {
         self.frame.package.clone().ok_or_else(|| {
             "this primitive works inside a package's `fn build(ctx)`; call it there, or use `ctx.build(\"NAME\")`".to_string()
         })
+    }
+
+    /// A loaded package, its file (and what it imports) recorded as read.
+    fn package_recorded(&self, name: &str) -> PrimResult<Package> {
+        let pkg = self.run.package(name).map_err(|e| e.to_string())?;
+        let files = self
+            .run
+            .engine
+            .script_closure(&pkg.file)
+            .map_err(|e| e.to_string())?;
+        let mut inputs = self.frame.inputs.lock().unwrap();
+        for (f, h) in files {
+            inputs.files.insert(f.to_string(), h);
+        }
+        Ok(pkg)
+    }
+
+    /// `names` and every package they `depend` on, in the order to build
+    /// them: each after what it needs, each once.
+    pub fn packages_in_order(&self, names: &[String]) -> PrimResult<Vec<String>> {
+        package::build_order(names, &mut |n| {
+            self.package_recorded(n)
+                .map(|p| p.depends)
+                .map_err(ScriptError::Other)
+        })
+        .map_err(|e| e.to_string())
+    }
+
+    /// What a package declares: name, version, license, license_files,
+    /// depends, and its guest `check` (`()` when it has none).
+    pub fn package_info(&self, name: &str) -> PrimResult<rhai::Map> {
+        let p = self.package_recorded(name)?;
+        let list = |v: &[String]| -> rhai::Array { v.iter().map(|s| s.into()).collect() };
+        let mut m = rhai::Map::new();
+        m.insert("name".into(), p.name.clone().into());
+        m.insert("version".into(), p.version.clone().into());
+        m.insert(
+            "license".into(),
+            p.license
+                .clone()
+                .map_or(rhai::Dynamic::UNIT, rhai::Dynamic::from),
+        );
+        m.insert("license_files".into(), list(&p.license_files).into());
+        m.insert("depends".into(), list(&p.depends).into());
+        let check = p.check.as_ref().map_or(rhai::Dynamic::UNIT, |c| {
+            let mut m = rhai::Map::new();
+            m.insert("run".into(), c.run.clone().into());
+            m.insert("expect".into(), c.expect.clone().into());
+            m.into()
+        });
+        m.insert("check".into(), check);
+        Ok(m)
     }
 
     /// Run `packages/<name>.rhai`'s `build(ctx)` with its own log.
@@ -1108,6 +1193,15 @@ impl Ctx {
         self.run
             .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
             .run(&cmd)
+            .map_err(|e| format!("{e}"))
+    }
+
+    /// Run a command in the airlock on the user's terminal (a menu).
+    pub fn run_on_terminal(&self, cwd: &Utf8Path, argv: Vec<String>) -> PrimResult<()> {
+        let cmd = self.command(cwd, argv, BTreeMap::new())?;
+        self.run
+            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .run_on_terminal(&cmd)
             .map_err(|e| format!("{e}"))
     }
 

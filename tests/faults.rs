@@ -252,6 +252,57 @@ ctx.write(`${root}/escape/new`, "x");
     out.assert_untouched();
 }
 
+/// A `MY_*` setting naming one file (MY_BUSYBOX_CONFIG) opens that file,
+/// not the directory it sits in: its neighbours, `..` from it and a link
+/// beside it stay unreadable.
+#[test]
+fn a_user_file_setting_opens_that_file_and_nothing_beside_it() {
+    let out = Outside::new();
+    let p = project();
+    let mine = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(mine.path()).unwrap();
+    std::fs::write(dir.join("my.config"), "CONFIG_X=y\n").unwrap();
+    std::fs::write(dir.join("secret"), "neighbour\n").unwrap();
+    std::os::unix::fs::symlink(out.dir.join("victim"), dir.join("link")).unwrap();
+    let file = dir.join("my.config");
+    let o = p
+        .rhbuild(&["run", "scripts/attack.rhai", "--arch", "t"])
+        .env("MY_BUSYBOX_CONFIG", file.as_str());
+    p.write(
+        "scripts/attack.rhai",
+        "print(ctx.read(ctx.setting(\"MY_BUSYBOX_CONFIG\")));\n",
+    );
+    let o = o.output();
+    assert!(
+        o.status.success() && o.stdout.contains("CONFIG_X=y"),
+        "{}{}",
+        o.stdout,
+        o.stderr
+    );
+    for path in [
+        dir.join("secret").to_string(),
+        format!("{file}/../secret"),
+        dir.join("link").to_string(),
+        dir.to_string(),
+    ] {
+        p.write(
+            "scripts/attack.rhai",
+            &format!("print(ctx.read(\"{path}\"));\nprint(ctx.list(\"{dir}\"));\n"),
+        );
+        let o = p
+            .rhbuild(&["run", "scripts/attack.rhai", "--arch", "t"])
+            .env("MY_BUSYBOX_CONFIG", file.as_str())
+            .output();
+        assert!(!o.status.success(), "`{path}` was read: {}", o.stdout);
+        assert!(!o.stdout.contains("neighbour") && !o.stdout.contains("untouched"));
+        says(
+            &o.stderr,
+            "outside the build directory, the project and the directories named by MY_* settings",
+        );
+    }
+    out.assert_untouched();
+}
+
 #[test]
 fn project_files_that_link_out_are_not_read() {
     let out = Outside::new();

@@ -12,6 +12,7 @@ mod fetch;
 mod http_server;
 mod image;
 mod kconfig;
+mod packages;
 mod patch;
 mod pipeline;
 mod properties;

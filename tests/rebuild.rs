@@ -359,3 +359,52 @@ fn a_patch_applied_in_the_sandbox_and_its_change() {
     );
     assert_eq!(p.read("build/t/c/data"), "patched again\n");
 }
+
+#[test]
+fn a_user_file_named_by_a_setting_by_its_contents() {
+    let p = project();
+    let mine = tempfile::tempdir().unwrap();
+    let m = Utf8PathBuf::from_path_buf(mine.path().join("my.config")).unwrap();
+    std::fs::write(&m, "1").unwrap();
+    let set = format!("MY_DATA={m}");
+    trigger(
+        &p,
+        || {
+            std::fs::write(&m, "2").unwrap();
+        },
+        &["--set", &set],
+        true,
+        &format!("something in `{m}` was added, removed or changed"),
+    );
+    assert_eq!(p.read("build/t/a/mine"), "2");
+}
+
+#[test]
+fn an_optional_file_that_appears() {
+    let p = project();
+    p.write(
+        "scripts/a.rhai",
+        r#"export const output = "a";
+let f = ctx.optional_project_file("data/maybe.txt");
+ctx.write(`${ctx.out}/f`, if f == () { "none" } else { ctx.read(f) });
+"#,
+    );
+    trigger(
+        &p,
+        || {
+            p.write("data/maybe.txt", "here");
+        },
+        &[],
+        true,
+        "`data/maybe.txt` appeared",
+    );
+    assert_eq!(p.read("build/t/a/f"), "here");
+    // And its removal, the other way.
+    std::fs::remove_file(p.root.join("data/maybe.txt")).unwrap();
+    let o = run(&p, "scripts/b.rhai", &[]);
+    assert!(
+        o.stdout.contains("`data/maybe.txt` is gone"),
+        "{}",
+        o.stdout
+    );
+}

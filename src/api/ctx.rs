@@ -105,6 +105,27 @@ pub fn register(engine: &mut Engine) {
                 .collect()
         }))
     });
+    engine.register_fn(
+        "optional_project_file",
+        |c: &mut Ctx, rel: &str| -> RhaiResult<Dynamic> {
+            Ok(lift(c.optional_project_file(rel))?
+                .map_or(Dynamic::UNIT, |p| Dynamic::from(p.to_string())))
+        },
+    );
+    engine.register_fn(
+        "build_order",
+        |c: &mut Ctx, names: Array| -> RhaiResult<Array> {
+            let names = strings(&names, "package names")?;
+            let order = lift(c.packages_in_order(&names))?;
+            Ok(order.into_iter().map(Dynamic::from).collect())
+        },
+    );
+    engine.register_fn("package_info", |c: &mut Ctx, name: &str| {
+        lift(c.package_info(name))
+    });
+    engine.register_fn("source_record", |c: &mut Ctx, name: &str| {
+        lift(c.source_record(name))
+    });
     engine.register_fn("build", |c: &mut Ctx, name: &str| {
         lift(c.build(name, "build", Map::new()))
     });

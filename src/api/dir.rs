@@ -59,6 +59,13 @@ pub fn register(engine: &mut Engine) {
             d.run(strings(&argv, "the command")?, env_map(&env)?)
         },
     );
+    engine.register_fn(
+        "run_on_terminal",
+        |d: &mut Dir, argv: Array| -> RhaiResult<()> {
+            let argv = strings(&argv, "the command")?;
+            lift(d.ctx.run_on_terminal(&d.path, argv))
+        },
+    );
     engine.register_fn("output", |d: &mut Dir, argv: Array| -> RhaiResult<String> {
         let argv = strings(&argv, "the command")?;
         lift(
@@ -103,15 +110,32 @@ pub fn register(engine: &mut Engine) {
             let make_args = strings(&make_args, "make's arguments")?;
             let mini = lift(d.ctx.miniconfig(&minis))?;
             let (src, out, rest) = crate::kconfig::split_make_args(&d.path, &make_args);
-            let mut expander = crate::kconfig::make_expander_with(
-                crate::kconfig::ExpandMethod::Allnoconfig,
-                &src,
-                &out,
-                rest,
-                d.runner(),
-            );
+            // The kernel's allnoconfig, or busybox's equivalent (detected
+            // from the tree: its allnoconfig ignores KCONFIG_ALLCONFIG).
+            let mut expander = crate::kconfig::make_expander(&src, &out, rest, d.runner());
             crate::kconfig::expand(&mini, &mut expander)
                 .map(drop)
+                .map_err(|e| fail(e.to_string()))
+        },
+    );
+    engine.register_fn(
+        "shrink_config",
+        |d: &mut Dir, full: &str, out: &str, base: Array, make_args: Array| -> RhaiResult<String> {
+            // The smallest miniconfig that, applied after `base`'s files,
+            // expands to `full`: what a user changed, as an overlay.
+            let base = lift(d.ctx.miniconfig(&strings(&base, "the base miniconfigs")?))?;
+            let make_args = strings(&make_args, "make's arguments")?;
+            let text = lift(d.ctx.read_text(full))?;
+            let cfg = crate::kconfig::DotConfig::parse_str(&text);
+            let out = lift(d.ctx.writable(out))?;
+            let mut inner = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
+            let mut over = |m: &crate::kconfig::Miniconfig| {
+                let mut all = base.clone();
+                all.merge(m.clone());
+                inner(&all)
+            };
+            crate::kconfig::shrink(&cfg, &mut over)
+                .map(|m| m.render())
                 .map_err(|e| fail(e.to_string()))
         },
     );

@@ -104,6 +104,10 @@ mod plain {
         // `date -u`'s form of a time: what a build that stamps a date
         // (the kernel's `uname -v`) is given for SOURCE_DATE_EPOCH.
         engine.register_fn("utc_date", |epoch: i64| crate::fsutil::utc_date(epoch));
+        engine.register_fn("iso_date", |epoch: i64| crate::fsutil::iso_date(epoch));
+        engine.register_fn("sha256", |text: &str| {
+            crate::checksum::sha256_bytes(text.as_bytes())
+        });
         engine.register_fn("words", |s: &str| -> Array {
             s.split_whitespace()
                 .map(|w| Dynamic::from(w.to_string()))

@@ -43,7 +43,12 @@ enum Command {
     Settings(settings::Args),
     Fetch(fetch::Args),
     Miniconfig(miniconfig::Args),
+    Menuconfig(miniconfig::MenuArgs),
     Clean(clean::Args),
+    /// Collect the sources, patches and licence texts of everything in an
+    /// image, with its SBOM, into build/<arch>/legal-info (the legal-info
+    /// stage: `rhbuild run legal-info`).
+    LegalInfo(run::LegalInfoArgs),
     /// Print a shell completion script: `rhbuild completions bash >
     /// /etc/bash_completion.d/rhbuild` (bash, zsh, fish, elvish, powershell).
     Completions {
@@ -120,8 +125,10 @@ pub fn main() -> ExitCode {
         Command::List(a) => list::exec(engine, a),
         Command::Fetch(a) => fetch::exec(engine, a),
         Command::Miniconfig(a) => miniconfig::exec(engine, a),
+        Command::Menuconfig(a) => miniconfig::exec_menu(engine, a),
         Command::Settings(a) => settings::exec(engine, a),
         Command::Clean(a) => clean::exec(engine, a),
+        Command::LegalInfo(a) => run::exec_legal_info(engine, a),
         Command::Relay { .. }
         | Command::Sandbox { .. }
         | Command::Completions { .. }

@@ -25,6 +25,27 @@ pub struct Args {
     events: Option<Utf8PathBuf>,
 }
 
+/// `rhbuild legal-info`: the legal-info stage, with `run`'s options.
+#[derive(clap::Args)]
+pub struct LegalInfoArgs {
+    #[command(flatten)]
+    arch: Arch,
+    #[command(flatten)]
+    options: RunOptions,
+}
+
+pub fn exec_legal_info(engine: ScriptEngine, args: LegalInfoArgs) -> CliResult {
+    exec(
+        engine,
+        Args {
+            script: Utf8PathBuf::from("legal-info"),
+            arch: args.arch,
+            options: args.options,
+            events: None,
+        },
+    )
+}
+
 pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     // A stage's name (`system-image`) stands for its script.
     let named = engine
