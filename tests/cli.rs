@@ -150,3 +150,40 @@ fn completions_and_the_manual_page() {
     let o = p.rhbuild(&["man"]).success();
     assert!(o.stdout.contains(".TH rhbuild 1"), "{}", o.stdout);
 }
+
+/// build-all's matrix for another system: one job per target with the
+/// exact command, as GitHub Actions' matrix JSON or lines for GNU parallel.
+#[test]
+fn matrix_prints_one_job_per_target_with_its_command() {
+    let p = crate::util::TestProject::empty();
+    p.add_target("t1");
+    p.add_target("t2");
+    p.write("scripts/smoketest.rhai", "print(\"x\");\n");
+    let o = p
+        .rhbuild(&[
+            "matrix",
+            "--set",
+            "TOOLCHAIN=debian",
+            "--set",
+            "PACKAGES=lua strace",
+        ])
+        .success();
+    let json: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let jobs = json["include"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2, "{}", o.stdout);
+    assert_eq!(jobs[0]["arch"], "t1");
+    assert_eq!(
+        jobs[1]["command"],
+        "rhbuild run scripts/smoketest.rhai --arch t2 --set TOOLCHAIN=debian --set 'PACKAGES=lua strace'"
+    );
+    let o = p
+        .rhbuild(&["matrix", "--arches", "t2", "--format", "lines"])
+        .success();
+    assert_eq!(o.stdout, "rhbuild run scripts/smoketest.rhai --arch t2\n");
+    let o = p.rhbuild(&["matrix", "--arches", "t3"]).failure();
+    assert!(
+        o.stderr.contains("no target `t3` (targets: t1, t2)"),
+        "{}",
+        o.stderr
+    );
+}

@@ -9,6 +9,7 @@ mod check;
 mod clean;
 mod fetch;
 mod list;
+mod matrix;
 mod miniconfig;
 mod run;
 mod settings;
@@ -41,6 +42,7 @@ enum Command {
     Check(check::Args),
     List(list::Args),
     Settings(settings::Args),
+    Matrix(matrix::Args),
     Fetch(fetch::Args),
     Miniconfig(miniconfig::Args),
     Menuconfig(miniconfig::MenuArgs),
@@ -127,6 +129,7 @@ pub fn main() -> ExitCode {
         Command::Miniconfig(a) => miniconfig::exec(engine, a),
         Command::Menuconfig(a) => miniconfig::exec_menu(engine, a),
         Command::Settings(a) => settings::exec(engine, a),
+        Command::Matrix(a) => matrix::exec(engine, a),
         Command::Clean(a) => clean::exec(engine, a),
         Command::LegalInfo(a) => run::exec_legal_info(engine, a),
         Command::Relay { .. }
