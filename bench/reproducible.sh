@@ -25,7 +25,8 @@ for side in a b; do
     if [ "$toolchain" = source ]; then
         cp "$dir/$arch/cross-compiler/dist/"*.tar.gz "$dir/collected/"
     fi
-    rm -f "$dir/collected/run-emulator.sh"
+    # rhbuild's record of the stage (times, paths) is not part of the image.
+    rm -f "$dir/collected/run-emulator.sh" "$dir/collected/manifest.json"
     # The second build starts on another second, in another directory.
     sleep 2
 done

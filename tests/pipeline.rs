@@ -118,6 +118,22 @@ fn sh4_builds_boots_and_passes_the_smoketest() {
     }
     let manifest = std::fs::read_to_string(image.join("manifest.json")).unwrap();
     assert!(manifest.contains("\"linux-kernel\""), "{manifest}");
+    // rhbuild's records stay out of the guest's root (they hold times and
+    // paths: two builds' images would differ).
+    let listing = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zcat '{}' | cpio -t 2>/dev/null",
+            image.join("initramfs.cpio.gz")
+        ))
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.lines().any(|l| l == "init"), "{listing}");
+    assert!(
+        !listing.lines().any(|l| l.contains("manifest.json")),
+        "{listing}"
+    );
     let kernel_manifest =
         std::fs::read_to_string(build_dir().join("sh4/linux-kernel/manifest.json")).unwrap();
     assert!(
