@@ -36,7 +36,11 @@ tc="$dir/sh4/cross-compiler"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get source --download-only toybox >/dev/null 2>&1)
+# Only the orig tarball matters: apt-get fails when another file of the
+# source package (its .debian.tar.xz) is gone from the archive.
+(cd "$work" && apt-get source --download-only toybox >/dev/null 2>&1) || true
+ls "$work"/toybox_0.8.9*.orig.tar.xz >/dev/null ||
+    { echo "apt-get source --download-only toybox brought no orig tarball" >&2; exit 1; }
 tar -C "$work" -xf "$work"/toybox_0.8.9*.orig.tar.xz
 tar -C "$work" -xf /usr/src/linux-source-6.1.tar.xz
 linux=$(echo "$work"/linux-source-6.1)
