@@ -1000,6 +1000,17 @@ fn a_host_ssh_client_reaches_the_guest_shell_through_dropbear() {
         .spawn()
         .unwrap();
     let seen = collect(qemu.stdout.take().unwrap());
+    // The script, its QEMU and its tee, killed as a group however the test
+    // ends (a failed assertion included).
+    struct Group(u32);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            unsafe {
+                libc::kill(-(self.0 as libc::pid_t), libc::SIGKILL);
+            }
+        }
+    }
+    let group = Group(qemu.id());
     wait_for(&seen, "dropbear-42", 0, 120);
 
     // Host keys are made on the first connection, slowly under emulation.
@@ -1034,10 +1045,7 @@ fn a_host_ssh_client_reaches_the_guest_shell_through_dropbear() {
         }
         std::thread::sleep(std::time::Duration::from_secs(5));
     }
-    // The script, its QEMU and its tee: the whole group.
-    unsafe {
-        libc::kill(-(qemu.id() as libc::pid_t), libc::SIGKILL);
-    }
+    drop(group);
     let _ = qemu.wait();
     assert!(
         answer.contains("sh4") && answer.contains("ssh-42"),
