@@ -117,16 +117,22 @@ pub fn load(engine: &ScriptEngine, name: &str) -> Result<Package, ScriptError> {
     })
 }
 
-/// An array of strings (anything else in it left out).
-fn strings(v: Option<&Dynamic>) -> Vec<String> {
-    v.and_then(|v| v.clone().try_cast::<rhai::Array>())
-        .map(|a| {
-            a.iter()
-                .filter_map(|x| x.clone().try_cast::<rhai::ImmutableString>())
+/// An array of strings, or `None` when it is not one.
+fn string_list(v: Option<&Dynamic>) -> Option<Vec<String>> {
+    v?.clone()
+        .try_cast::<rhai::Array>()?
+        .iter()
+        .map(|x| {
+            x.clone()
+                .try_cast::<rhai::ImmutableString>()
                 .map(|s| s.to_string())
-                .collect()
         })
-        .unwrap_or_default()
+        .collect()
+}
+
+/// The same, empty when it is not one (`rhbuild check` says why).
+fn strings(v: Option<&Dynamic>) -> Vec<String> {
+    string_list(v).unwrap_or_default()
 }
 
 /// `names` and every package they need, each after what it needs and
@@ -318,13 +324,8 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                 }
             }
             "depends" => {
-                let v = module.get_var("depends");
-                let names = strings(v.as_ref());
-                let is_list = v
-                    .as_ref()
-                    .and_then(|v| v.clone().try_cast::<rhai::Array>())
-                    .is_some_and(|a| a.len() == names.len());
-                if !is_list {
+                let listed = string_list(module.get_var("depends").as_ref());
+                if listed.is_none() {
                     out.push(at(
                         c.pos,
                         "package `depends` must be an array of package names".into(),
@@ -332,7 +333,7 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                         "for example `export const depends = [\"zlib\"];`",
                     ));
                 }
-                for n in names {
+                for n in listed.unwrap_or_default() {
                     if n == stem {
                         out.push(at(
                             c.pos,
@@ -366,17 +367,12 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
                 ));
             }
             "license_files" => {
-                let v = module.get_var("license_files");
-                let files = strings(v.as_ref());
-                let len = v
-                    .as_ref()
-                    .and_then(|v| v.clone().try_cast::<rhai::Array>())
-                    .map(|a| a.len());
-                if len != Some(files.len())
-                    || files.iter().any(|f| {
+                let files = string_list(module.get_var("license_files").as_ref());
+                if files.as_ref().is_none_or(|files| {
+                    files.iter().any(|f| {
                         f.is_empty() || f.starts_with('/') || f.split('/').any(|c| c == "..")
                     })
-                {
+                }) {
                     out.push(at(
                         c.pos,
                         "package `license_files` must be an array of paths inside the source tree"

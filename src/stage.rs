@@ -25,6 +25,16 @@ use std::time::Instant;
 /// What a project file that was looked for and not found is recorded as.
 const ABSENT: &str = "absent";
 
+/// A path inside the project, relative to its root (never absolute, no `..`).
+fn project_relative(rel: &str) -> PrimResult<Utf8PathBuf> {
+    if rel.starts_with('/') || rel.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "`{rel}` must be a path inside the project, relative to its root"
+        ));
+    }
+    Ok(Utf8PathBuf::from(rel))
+}
+
 /// What a run was asked to do.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
@@ -947,33 +957,22 @@ impl Ctx {
 
     /// Record a project file as an input and return its absolute path.
     pub fn project_file(&self, rel: &str) -> PrimResult<Utf8PathBuf> {
-        let relp = Utf8PathBuf::from(rel);
-        if relp.is_absolute() || rel.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "`{rel}` must be a path inside the project, relative to its root"
-            ));
-        }
-        let abs = self.run.engine.project.root.join(&relp);
+        let relp = project_relative(rel)?;
         let bytes = self
             .run
             .policy
             .project()
             .read(&relp)
             .map_err(|e| format!("cannot read `{rel}`: {e}"))?;
-        self.frame
-            .inputs
-            .lock()
-            .unwrap()
-            .files
-            .insert(rel.to_string(), crate::checksum::sha256_bytes(&bytes));
-        Ok(abs)
+        self.record_project_file(rel, crate::checksum::sha256_bytes(&bytes));
+        Ok(self.run.engine.project.root.join(&relp))
     }
 
     /// A project file that may be missing: its absolute path when it is
     /// there, recorded as read; `None` when it is not, recorded as absent,
     /// so that creating it later rebuilds.
     pub fn optional_project_file(&self, rel: &str) -> PrimResult<Option<Utf8PathBuf>> {
-        let relp = Utf8PathBuf::from(rel);
+        let relp = project_relative(rel)?;
         let exists = self
             .run
             .policy
@@ -983,18 +982,17 @@ impl Ctx {
         if exists {
             return self.project_file(rel).map(Some);
         }
-        if relp.is_absolute() || rel.split('/').any(|c| c == "..") {
-            return Err(format!(
-                "`{rel}` must be a path inside the project, relative to its root"
-            ));
-        }
+        self.record_project_file(rel, ABSENT.to_string());
+        Ok(None)
+    }
+
+    fn record_project_file(&self, rel: &str, hash: String) {
         self.frame
             .inputs
             .lock()
             .unwrap()
             .files
-            .insert(rel.to_string(), ABSENT.to_string());
-        Ok(None)
+            .insert(rel.to_string(), hash);
     }
 
     /// Record a file of the target's folder and return its absolute path.

@@ -319,6 +319,11 @@ fn project_files_that_link_out_are_not_read() {
 /// A package whose build runs `argv` (a Rhai array literal) in a work
 /// directory, and a stage that builds it.
 fn package_running(p: &TestProject, argv: &str) {
+    package_running_with(p, "run", argv);
+}
+
+/// The same through another `Dir` method that runs a command.
+fn package_running_with(p: &TestProject, method: &str, argv: &str) {
     p.write(
         "packages/evil.rhai",
         &format!(
@@ -327,7 +332,7 @@ export const version = "1";
 export const sources = [ #{{ url: "http://127.0.0.1:1/evil-1.tar.gz", sha256: "{}" }} ];
 fn build(ctx) {{
     let w = ctx.work_dir("evil");
-    w.run({argv});
+    w.{method}({argv});
 }}
 "#,
             "0".repeat(64)
@@ -375,6 +380,25 @@ fn a_build_command_cannot_write_outside_the_build_directory() {
         );
     }
     assert!(!Utf8Path::new(&marker).exists());
+}
+
+/// A command run on the user's terminal (a menuconfig) is still in the
+/// sandbox: it writes nothing outside the build directory.
+#[test]
+fn a_command_on_the_terminal_is_sandboxed_too() {
+    let out = Outside::new();
+    let p = project();
+    let target = out.dir.join("new");
+    package_running_with(
+        &p,
+        "run_on_terminal",
+        &format!(r#"["sh", "-c", "echo pwned > {target}"]"#),
+    );
+    let o = run_stage(&p);
+    assert!(!o.status.success(), "writing {target} was not refused");
+    says(&o.stderr, "package `evil`");
+    assert!(!target.exists(), "{target} appeared");
+    out.assert_untouched();
 }
 
 #[test]

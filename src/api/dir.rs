@@ -121,37 +121,41 @@ pub fn register(engine: &mut Engine) {
     engine.register_fn(
         "shrink_config",
         |d: &mut Dir, full: &str, out: &str, base: Array, make_args: Array| -> RhaiResult<String> {
-            // The smallest miniconfig that, applied after `base`'s files,
-            // expands to `full`: what a user changed, as an overlay.
-            let base = lift(d.ctx.miniconfig(&strings(&base, "the base miniconfigs")?))?;
-            let make_args = strings(&make_args, "make's arguments")?;
-            let text = lift(d.ctx.read_text(full))?;
-            let cfg = crate::kconfig::DotConfig::parse_str(&text);
-            let out = lift(d.ctx.writable(out))?;
-            let mut inner = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
-            let mut over = |m: &crate::kconfig::Miniconfig| {
-                let mut all = base.clone();
-                all.merge(m.clone());
-                inner(&all)
-            };
-            crate::kconfig::shrink(&cfg, &mut over)
-                .map(|m| m.render())
-                .map_err(|e| fail(e.to_string()))
+            let base = strings(&base, "the base miniconfigs")?;
+            shrink_over(d, full, out, &base, make_args)
         },
     );
     engine.register_fn(
         "shrink_config",
         |d: &mut Dir, full: &str, out: &str, make_args: Array| -> RhaiResult<String> {
-            let make_args = strings(&make_args, "make's arguments")?;
-            let text = lift(d.ctx.read_text(full))?;
-            let cfg = crate::kconfig::DotConfig::parse_str(&text);
-            let out = lift(d.ctx.writable(out))?;
-            let mut expander = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
-            crate::kconfig::shrink(&cfg, &mut expander)
-                .map(|m| m.render())
-                .map_err(|e| fail(e.to_string()))
+            shrink_over(d, full, out, &[], make_args)
         },
     );
+}
+
+/// The smallest miniconfig that, applied after the `base` files (none: on
+/// its own), expands in `d` (out of tree in `out`) to the `.config` `full`.
+fn shrink_over(
+    d: &mut Dir,
+    full: &str,
+    out: &str,
+    base: &[String],
+    make_args: Array,
+) -> RhaiResult<String> {
+    let base = lift(d.ctx.miniconfig(base))?;
+    let make_args = strings(&make_args, "make's arguments")?;
+    let text = lift(d.ctx.read_text(full))?;
+    let cfg = crate::kconfig::DotConfig::parse_str(&text);
+    let out = lift(d.ctx.writable(out))?;
+    let mut inner = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
+    let mut over = |m: &crate::kconfig::Miniconfig| {
+        let mut all = base.clone();
+        all.merge(m.clone());
+        inner(&all)
+    };
+    crate::kconfig::shrink(&cfg, &mut over)
+        .map(|m| m.render())
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// A script's symbol map as kconfig values.
