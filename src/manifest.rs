@@ -33,11 +33,24 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    /// The hash that downstream stages record: SHA-256 of the canonical JSON.
+    /// SHA-256 of the canonical JSON of these inputs.
     pub fn hash(&self, stage: &str, arch: &str) -> String {
         let text = serde_json::to_string(&(stage, arch, env!("CARGO_PKG_VERSION"), self))
             .unwrap_or_default();
         crate::checksum::sha256_bytes(text.as_bytes())
+    }
+
+    /// What the stage's output is a function of, the same in every build
+    /// directory: these inputs with each upstream stage named by its own
+    /// content key (`key_of` its recorded hash) rather than by the id of
+    /// one build of it. Two builds of a stage from the same inputs share a
+    /// key (ccache keys compilers on it).
+    pub fn content_key(&self, stage: &str, arch: &str, key_of: impl Fn(&str) -> String) -> String {
+        let mut named = self.clone();
+        for hash in named.stages.values_mut() {
+            *hash = key_of(hash);
+        }
+        named.hash(stage, arch)
     }
 }
 
@@ -152,6 +165,10 @@ pub struct Manifest {
     /// What the sandbox enforced for the stage's commands (`None`: none ran).
     #[serde(default)]
     pub sandbox: Option<String>,
+    /// The stage's content key ([`Inputs::content_key`]; empty in
+    /// manifests written before it existed).
+    #[serde(default)]
+    pub key: String,
     pub inputs: Inputs,
 }
 

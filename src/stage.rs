@@ -97,6 +97,8 @@ pub struct Run {
     forced: Vec<String>,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
+    /// Those stages' hashes -> their content keys.
+    keys: Mutex<HashMap<String, String>>,
     /// Stages some thread is bringing up to date, the stages that failed
     /// in this run, and which stage waits for which (stages may be built
     /// side by side: `ctx.stages`); `settled` wakes the waiters.
@@ -243,6 +245,7 @@ impl Run {
             explain: cfg.explain,
             forced: cfg.force.clone(),
             done: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
             settled: std::sync::Condvar::new(),
             packages: Mutex::new(HashMap::new()),
@@ -622,6 +625,17 @@ impl Run {
         Ok((self.arch_dir().join(&output), hash))
     }
 
+    /// The content key of the stage build `hash` (brought up to date in
+    /// this run), or the hash itself for one that has none.
+    fn content_key(&self, hash: &str) -> String {
+        self.keys
+            .lock()
+            .unwrap()
+            .get(hash)
+            .cloned()
+            .unwrap_or_else(|| hash.to_string())
+    }
+
     fn bring_up_to_date(
         self: &Arc<Self>,
         rel: &Utf8Path,
@@ -652,6 +666,12 @@ impl Run {
                     self.warn_override(pkg, path);
                 }
             }
+            let key = if m.key.is_empty() {
+                m.hash.clone()
+            } else {
+                m.key
+            };
+            self.keys.lock().unwrap().insert(m.hash.clone(), key);
             return Ok(m.hash);
         }
         self.say(format!("=== {name} ({})", self.arch()));
@@ -729,10 +749,13 @@ impl Run {
             .elapsed()
             .saturating_sub(*frame.upstream_time.lock().unwrap())
             .as_secs_f64();
+        let key = inputs.content_key(name, self.arch(), |h| self.content_key(h));
+        self.keys.lock().unwrap().insert(hash.clone(), key.clone());
         let manifest = Manifest {
             stage: name.to_string(),
             arch: self.arch().to_string(),
             hash: hash.clone(),
+            key,
             rhbuild: env!("CARGO_PKG_VERSION").to_string(),
             finished: unix_now(),
             seconds: own_time,
@@ -1243,16 +1266,28 @@ impl Ctx {
             .or_insert_with(|| self.source_date_epoch().to_string());
         // ccache, where a script routes compiles through it: one cache for
         // every target of the build directory (or CCACHE_DIR), keyed on the
-        // compilers this stage uses by the hashes of the stages that made
-        // them (a rebuilt toolchain, or a changed compiler wrapper, misses).
+        // compilers this stage uses by the content keys of the stages that
+        // made them: a toolchain built from other inputs, or a changed
+        // compiler wrapper, misses; the same toolchain built in another
+        // build directory hits.
         env.entry("CCACHE_DIR".into())
             .or_insert_with(|| self.run.ccache_dir.to_string());
+        // Paths beneath the build directory are hashed (and given to the
+        // compiler) relative to the command's directory, so another build
+        // directory, another clone or another target's identical compile
+        // hits. Compiles with debug information still hash the directory
+        // (ccache's hash_dir), so their recorded paths stay true.
+        env.entry("CCACHE_BASEDIR".into())
+            .or_insert_with(|| self.run.build_dir.to_string());
         // Every compiler here is a gcc, some behind the compiler wrapper (a
         // link to rhbuild), whose name would hide that from ccache.
         env.entry("CCACHE_COMPILERTYPE".into())
             .or_insert_with(|| "gcc".into());
         if !env.contains_key("CCACHE_COMPILERCHECK") {
-            let stages = self.frame.inputs.lock().unwrap().stages.clone();
+            let stages: BTreeMap<String, String> = (self.frame.inputs.lock().unwrap().stages)
+                .iter()
+                .map(|(name, hash)| (name.clone(), self.run.content_key(hash)))
+                .collect();
             let key = crate::checksum::sha256_bytes(format!("{stages:?}").as_bytes());
             env.insert("CCACHE_COMPILERCHECK".into(), format!("string:{key}"));
         }

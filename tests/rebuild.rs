@@ -408,3 +408,65 @@ ctx.write(`${ctx.out}/f`, if f == () { "none" } else { ctx.read(f) });
         o.stdout
     );
 }
+
+/// ccache is shared by build directories: a compile that names its files by
+/// absolute paths inside one build directory hits, in another build
+/// directory, what the first stored (paths beneath the build directory are
+/// hashed relative to it), and a changed header still misses.
+#[test]
+fn ccache_hits_across_build_directories() {
+    crate::util::require_tool("ccache", "ccache");
+    let p = TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "scripts/host-tools.rhai",
+        "export const output = \"host\";\nexport const tools = true;\nctx.host_tools([\"ccache\", \"gcc\", \"cc\", \"as\", \"ld\"]);\n",
+    );
+    p.write(
+        "scripts/cc.rhai",
+        r##"export const output = "cc";
+ctx.stage("host-tools");
+let w = ctx.work_dir("cc");
+ctx.write(w.file("inc/value.h"), ctx.setting("VALUE_H", "#define VALUE 1\n"));
+ctx.write(w.file("x.c"), "#include <value.h>\nint value(void) { return VALUE; }\n");
+w.run(["ccache", "gcc", "-O2", `-I${w.path}/inc`, "-c", `${w.path}/x.c`, "-o", `${ctx.out}/x.o`]);
+"##,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cache = Utf8Path::from_path(cache.path()).unwrap().to_owned();
+    let cache_setting = format!("CCACHE_DIR={cache}");
+    let stats = || {
+        let out = std::process::Command::new("ccache")
+            .args(["--print-stats"])
+            .env("CCACHE_DIR", cache.as_str())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let count = |key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (
+            count("direct_cache_hit") + count("preprocessed_cache_hit"),
+            count("cache_miss"),
+        )
+    };
+    let build = |dir: &str, extra: &[&str]| {
+        let mut args = vec!["run", "scripts/cc.rhai", "--arch", "t", "--build-dir", dir];
+        args.extend(["--set", cache_setting.as_str()]);
+        args.extend(extra);
+        p.rhbuild(&args).success();
+    };
+    build("build-a", &[]);
+    assert_eq!(stats(), (0, 1), "the first compile is a miss");
+    build("build-b", &[]);
+    assert_eq!(stats(), (1, 1), "the second build directory missed");
+    assert_eq!(
+        std::fs::read(p.root.join("build-a/t/cc/x.o")).unwrap(),
+        std::fs::read(p.root.join("build-b/t/cc/x.o")).unwrap()
+    );
+    // A changed header is a new compile, not a stale hit.
+    build("build-c", &["--set", "VALUE_H=#define VALUE 2\n"]);
+    assert_eq!(stats(), (1, 2), "a changed header hit");
+}
