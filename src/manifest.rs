@@ -30,6 +30,9 @@ pub struct Inputs {
     /// of their contents (paths, sizes, modes, times).
     #[serde(default)]
     pub trees: BTreeMap<String, String>,
+    /// The target's name, when the script asked for it (`ctx.arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
 }
 
 impl Inputs {
@@ -41,16 +44,19 @@ impl Inputs {
     }
 
     /// What the stage's output is a function of, the same in every build
-    /// directory: these inputs with each upstream stage named by its own
-    /// content key (`key_of` its recorded hash) rather than by the id of
-    /// one build of it. Two builds of a stage from the same inputs share a
-    /// key (ccache keys compilers on it).
-    pub fn content_key(&self, stage: &str, arch: &str, key_of: impl Fn(&str) -> String) -> String {
+    /// directory and for every target whose settings and files it read
+    /// alike: these inputs with each upstream stage named by its own content
+    /// key (`key_of` its recorded hash) rather than by the id of one build
+    /// of it. The target's name counts only where the script asked for it.
+    /// Two builds of a stage from the same inputs share a key; ccache keys
+    /// compilers on it, so the host's compiler is one compiler for every
+    /// target.
+    pub fn content_key(&self, stage: &str, key_of: impl Fn(&str) -> String) -> String {
         let mut named = self.clone();
         for hash in named.stages.values_mut() {
             *hash = key_of(hash);
         }
-        named.hash(stage, arch)
+        named.hash(stage, "")
     }
 }
 
@@ -205,5 +211,23 @@ mod tests {
         assert_ne!(h1, h2);
         assert_ne!(h2, a.hash("x", "armv5l"));
         assert_eq!(h2, a.clone().hash("x", "sh4"));
+        // The content key ignores the target unless the script read it,
+        // and names upstream stages by their keys.
+        let key = |i: &Inputs| i.content_key("x", |h| format!("key of {h}"));
+        let mut sh4 = a.clone();
+        sh4.arch = Some("sh4".into());
+        let mut armv5l = a.clone();
+        armv5l.arch = Some("armv5l".into());
+        assert_ne!(key(&sh4), key(&armv5l));
+        assert_eq!(key(&a), key(&a.clone()));
+        let mut rebuilt = a.clone();
+        rebuilt.stages.insert("up".into(), "build 1".into());
+        let mut again = a.clone();
+        again.stages.insert("up".into(), "build 2".into());
+        assert_ne!(key(&rebuilt), key(&again));
+        assert_eq!(
+            rebuilt.content_key("x", |_| "same".into()),
+            again.content_key("x", |_| "same".into())
+        );
     }
 }

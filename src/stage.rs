@@ -749,7 +749,7 @@ impl Run {
             .elapsed()
             .saturating_sub(*frame.upstream_time.lock().unwrap())
             .as_secs_f64();
-        let key = inputs.content_key(name, self.arch(), |h| self.content_key(h));
+        let key = inputs.content_key(name, |h| self.content_key(h));
         self.keys.lock().unwrap().insert(hash.clone(), key.clone());
         let manifest = Manifest {
             stage: name.to_string(),
@@ -897,6 +897,14 @@ pub fn unix_now() -> u64 {
 impl Ctx {
     pub fn arch(&self) -> String {
         self.run.arch().to_string()
+    }
+
+    /// The target's name for a script (`ctx.arch`), recorded: what the
+    /// script makes of it depends on the target itself.
+    pub fn read_arch(&self) -> String {
+        let arch = self.arch();
+        self.frame.inputs.lock().unwrap().arch = Some(arch.clone());
+        arch
     }
 
     pub(crate) fn record_setting(&self, key: &str, value: Option<&str>) {

@@ -409,15 +409,18 @@ ctx.write(`${ctx.out}/f`, if f == () { "none" } else { ctx.read(f) });
     );
 }
 
-/// ccache is shared by build directories: a compile that names its files by
-/// absolute paths inside one build directory hits, in another build
-/// directory, what the first stored (paths beneath the build directory are
-/// hashed relative to it), and a changed header still misses.
+/// ccache is shared by build directories and targets: a compile that names
+/// its files by absolute paths inside one build directory hits, in another
+/// build directory or for another target, what the first stored (paths
+/// beneath the build directory are hashed relative to it; the host's
+/// compiler is keyed on the host-tools stage's content, not on one build of
+/// it), and a changed header still misses.
 #[test]
 fn ccache_hits_across_build_directories() {
     crate::util::require_tool("ccache", "ccache");
     let p = TestProject::empty();
     p.add_target("t");
+    p.add_target("u");
     p.write(
         "scripts/host-tools.rhai",
         "export const output = \"host\";\nexport const tools = true;\nctx.host_tools([\"ccache\", \"gcc\", \"cc\", \"as\", \"ld\"]);\n",
@@ -453,7 +456,13 @@ w.run(["ccache", "gcc", "-O2", `-I${w.path}/inc`, "-c", `${w.path}/x.c`, "-o", `
         )
     };
     let build = |dir: &str, extra: &[&str]| {
-        let mut args = vec!["run", "scripts/cc.rhai", "--arch", "t", "--build-dir", dir];
+        let arch = if extra.first() == Some(&"u") {
+            "u"
+        } else {
+            "t"
+        };
+        let extra = if arch == "u" { &extra[1..] } else { extra };
+        let mut args = vec!["run", "scripts/cc.rhai", "--arch", arch, "--build-dir", dir];
         args.extend(["--set", cache_setting.as_str()]);
         args.extend(extra);
         p.rhbuild(&args).success();
@@ -466,7 +475,9 @@ w.run(["ccache", "gcc", "-O2", `-I${w.path}/inc`, "-c", `${w.path}/x.c`, "-o", `
         std::fs::read(p.root.join("build-a/t/cc/x.o")).unwrap(),
         std::fs::read(p.root.join("build-b/t/cc/x.o")).unwrap()
     );
+    build("build-a", &["u"]);
+    assert_eq!(stats(), (2, 1), "another target missed");
     // A changed header is a new compile, not a stale hit.
     build("build-c", &["--set", "VALUE_H=#define VALUE 2\n"]);
-    assert_eq!(stats(), (1, 2), "a changed header hit");
+    assert_eq!(stats(), (2, 2), "a changed header hit");
 }

@@ -10,7 +10,7 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
 
     // Facts about the run.
-    engine.register_get("arch", |c: &mut Ctx| c.arch());
+    engine.register_get("arch", |c: &mut Ctx| c.read_arch());
     engine.register_get("cpus", |c: &mut Ctx| c.run.jobs as i64);
     engine.register_get("stage", |c: &mut Ctx| c.frame.stage.clone());
     engine.register_get("build_dir", |c: &mut Ctx| c.run.build_dir.to_string());
