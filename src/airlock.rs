@@ -441,6 +441,7 @@ impl Airlock {
         });
 
         drop(sink);
+        let started = std::time::Instant::now();
         let outcome = if matches!(capture, Capture::Terminal) {
             // Ctrl-C reaches it with rhbuild: it shares the terminal's group.
             child.wait().map_err(Waited::Io)
@@ -453,15 +454,25 @@ impl Airlock {
         if let Some(t) = tee {
             let _ = t.join();
         }
+        // Each command's time in the log, to see where a build's time went
+        // (after the tail an error shows is taken).
+        let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok(status) if status.success() => Ok(String::from_utf8_lossy(&captured).into_owned()),
-            Ok(status) => Err(RunError::Failed {
-                package,
-                command,
-                status,
-                log: cmd.log.clone(),
-                tail: crate::fsutil::tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default(),
-            }),
+            Ok(status) if status.success() => {
+                let _ = writeln!(log, "# done in {seconds:.1} s");
+                Ok(String::from_utf8_lossy(&captured).into_owned())
+            }
+            Ok(status) => {
+                let tail = crate::fsutil::tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default();
+                let _ = writeln!(log, "# {status} after {seconds:.1} s");
+                Err(RunError::Failed {
+                    package,
+                    command,
+                    status,
+                    log: cmd.log.clone(),
+                    tail,
+                })
+            }
             Err(Waited::Interrupted) => {
                 let _ = writeln!(log, "*** interrupted: process group killed");
                 Err(RunError::Interrupted {
