@@ -771,10 +771,11 @@ pub enum ExpandMethod {
 }
 
 impl ExpandMethod {
-    /// Linux trees have a top-level `Kconfig`; busybox trees a top-level
-    /// `Config.in` instead. Anything else is treated like Linux.
+    /// Busybox trees have a top-level `Config.in` and `applets/`; anything
+    /// else (Linux, toybox, whose older `conf` honours KCONFIG_ALLCONFIG)
+    /// expands with allnoconfig.
     pub fn detect(src: &Utf8Path) -> ExpandMethod {
-        if !src.join("Kconfig").exists() && src.join("Config.in").exists() {
+        if src.join("Config.in").is_file() && src.join("applets").is_dir() {
             ExpandMethod::DefconfigAllno
         } else {
             ExpandMethod::Allnoconfig

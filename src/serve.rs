@@ -6,8 +6,10 @@
 //! connection to a port on the host's loopback and refuses any other
 //! address, so a guest can only ever talk to services on 127.0.0.1.
 //!
-//! `FileServer` is the simplest such service: a static HTTP/1.0 server on
-//! 127.0.0.1 for a directory, which records each request line. `Distccd`
+//! `FileServer` is the simplest such service: a static HTTP server on
+//! 127.0.0.1 for a directory, which records each request line; it answers
+//! one request per connection, in HTTP/1.1 with `Connection: close` (toybox's
+//! wget takes nothing else). `Distccd`
 //! runs the host's distcc server on 127.0.0.1 with a PATH that holds only
 //! the target's cross compiler, for compiles sent from inside a guest.
 
@@ -65,7 +67,7 @@ impl FileServer {
                         if busy.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                             busy.fetch_sub(1, Ordering::SeqCst);
                             let mut conn = conn;
-                            let _ = conn.write_all(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                            let _ = conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                             continue;
                         }
                         let (dir, r, log, busy) =
@@ -151,7 +153,7 @@ fn serve_one(
         _ => ("405 Method Not Allowed", 9),
     };
     let head = format!(
-        "HTTP/1.0 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
+        "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n"
     );
     let code = status.split(' ').next().unwrap_or("");
     record(format!("{method} {path} {code}"));
@@ -359,10 +361,10 @@ mod tests {
             s
         };
         let ok = get("/hello.txt");
-        assert!(ok.starts_with("HTTP/1.0 200 OK\r\n"), "{ok}");
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
         assert!(ok.ends_with("\r\n\r\nhi there\n"), "{ok}");
-        assert!(get("/../etc/passwd").starts_with("HTTP/1.0 404"));
-        assert!(get("/.hidden").starts_with("HTTP/1.0 404"));
+        assert!(get("/../etc/passwd").starts_with("HTTP/1.1 404"));
+        assert!(get("/.hidden").starts_with("HTTP/1.1 404"));
         assert_eq!(
             server.requests(),
             vec![
@@ -402,7 +404,7 @@ mod tests {
             "/sub/up/up/secret",
         ] {
             let r = get(p);
-            assert!(r.starts_with("HTTP/1.0 404"), "{p}: {r}");
+            assert!(r.starts_with("HTTP/1.1 404"), "{p}: {r}");
             assert!(!r.contains("secret\n"), "{p}: {r}");
         }
         assert!(get("/inside").ends_with("ok\n"));

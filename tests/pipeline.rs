@@ -1081,3 +1081,62 @@ fn run_emulator_runs_commands_unattended_and_returns_their_status() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
 }
+
+/// USERLAND=toybox: toybox instead of busybox as the base userland, its
+/// configuration a miniconfig with the same survival check, booting to the
+/// same prompt and passing the smoketest; the kernel is not rebuilt for it
+/// and the image's SBOM names toybox.
+#[test]
+fn toybox_as_the_userland_boots_and_passes_the_smoketest() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    succeeds(&["run", "scripts/linux-kernel.rhai"]);
+
+    // A symbol toybox does not have stops the build, named with its file.
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = Utf8PathBuf::from_path_buf(tmp.path().join("my-toybox.config")).unwrap();
+    std::fs::write(&mine, "CONFIG_SEQ=y\nCONFIG_NO_SUCH_TOY=y\n").unwrap();
+    let o = run(rhbuild(&[
+        "run",
+        "scripts/root-filesystem.rhai",
+        "--set",
+        "USERLAND=toybox",
+        "--set",
+        &format!("MY_TOYBOX_CONFIG={mine}"),
+    ]));
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        o.stderr.contains("NO_SUCH_TOY") && o.stderr.contains("my-toybox.config"),
+        "{}",
+        show(&o)
+    );
+
+    let o = succeeds(&["run", "scripts/smoketest.rhai", "--set", "USERLAND=toybox"]);
+    assert!(
+        o.stdout.contains("=== toybox (sh4 root-filesystem)"),
+        "{}",
+        show(&o)
+    );
+    assert!(!o.stdout.contains("=== busybox"), "{}", show(&o));
+    assert!(
+        o.stdout.contains("--- linux-kernel (sh4): up to date"),
+        "{}",
+        show(&o)
+    );
+    assert!(o.stdout.contains("smoketest passed"), "{}", show(&o));
+    // The shell and init's commands are toybox's.
+    let root = build_dir().join("sh4/root-filesystem");
+    for tool in ["usr/bin/sh", "usr/sbin/ifconfig", "usr/bin/mount"] {
+        let link = std::fs::read_link(root.join(tool)).unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert!(
+            link.to_string_lossy().ends_with("toybox"),
+            "{tool} -> {}",
+            link.display()
+        );
+    }
+    assert!(!root.join("usr/bin/busybox").exists());
+    let sbom =
+        std::fs::read_to_string(build_dir().join("sh4/system-image/sbom.spdx.json")).unwrap();
+    assert!(sbom.contains("\"name\": \"toybox\""), "{sbom}");
+    assert!(!sbom.contains("\"name\": \"busybox\""), "{sbom}");
+}
