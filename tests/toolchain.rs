@@ -207,6 +207,8 @@ fn from_source(arch: &str, triple: &str, qemu_user: &str) {
         "{gcc} is a link, not a compiler"
     );
 
+    assert_host_programs_stripped(&built, triple);
+
     // Moved: a copy somewhere else entirely.
     let tmp = tempfile::tempdir().unwrap();
     let moved = Utf8PathBuf::from_path_buf(tmp.path().join("moved")).unwrap();
@@ -306,11 +308,58 @@ from_source_test!(
     "qemu-mipsel-static"
 );
 from_source_test!(
+    toolchain_aarch64_from_source,
+    "aarch64",
+    "aarch64-linux-musl",
+    "qemu-aarch64-static"
+);
+from_source_test!(
     toolchain_x86_64_from_source,
     "x86_64",
     "x86_64-linux-musl",
     "qemu-x86_64-static"
 );
+
+/// The programs of the toolchain that run on the build host (the driver,
+/// the compilers proper, the assembler and linker) carry neither debug
+/// information nor a symbol table; nothing of link-time optimisation is
+/// built.
+fn assert_host_programs_stripped(built: &Utf8Path, triple: &str) {
+    let libexec = built.join(format!("libexec/gcc/{triple}"));
+    let version = std::fs::read_dir(&libexec)
+        .unwrap_or_else(|e| panic!("{libexec}: {e}"))
+        .next()
+        .expect("a gcc version directory")
+        .unwrap()
+        .file_name();
+    let libexec = libexec.join(version.to_string_lossy().as_ref());
+    assert!(!libexec.join("lto1").exists(), "lto1 was built");
+    let mut programs = vec![
+        built.join(format!("bin/{triple}-gcc")),
+        built.join(format!("bin/{triple}-as")),
+        built.join(format!("bin/{triple}-ld")),
+        built.join(format!("bin/{triple}-objdump")),
+        libexec.join("cc1"),
+        libexec.join("collect2"),
+    ];
+    if libexec.join("cc1plus").exists() {
+        programs.push(libexec.join("cc1plus"));
+    }
+    for program in programs {
+        let out = Command::new("readelf")
+            .args(["-S", "-W", program.as_str()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "readelf {program}");
+        let sections = String::from_utf8_lossy(&out.stdout);
+        for section in [".debug_info", ".symtab"] {
+            assert!(
+                !sections.contains(section),
+                "{program} keeps {section}: not stripped"
+            );
+        }
+    }
+}
 
 #[test]
 fn a_failing_toolchain_package_names_itself_and_leaves_no_toolchain() {
