@@ -1,10 +1,12 @@
 //! One job budget for a whole run: a GNU make jobserver.
 //!
-//! A pipe holds `jobs - 1` tokens; the run itself holds the implicit one.
-//! Every command the airlock starts first takes a slot (the implicit one
-//! when free, else a token from the pipe) and gives it back when it ends;
-//! every `make` it runs gets `MAKEFLAGS=-jN --jobserver-auth=R,W` and takes
-//! further tokens from the same pipe for its parallel jobs. So packages and
+//! A pipe holds `jobs` tokens. Every command the airlock starts first takes
+//! one (the child's implicit job slot, in make's terms) and puts it back
+//! when it ends; every `make` it runs gets `MAKEFLAGS=-jN
+//! --jobserver-auth=R,W` and takes further tokens from the same pipe for
+//! its parallel jobs. The run itself keeps no slot: one it kept for itself
+//! could not reach a make already running, which would then stay at one
+//! job after the command beside it ended. So packages and
 //! stages built side by side, and every make inside them, run at most `jobs`
 //! jobs in all (`-j2` means two). Scripts should not pass `-j` to make:
 //! an explicit `-jN` makes a jobserver of its own and leaves the budget.
@@ -16,7 +18,6 @@ use crate::interrupt::Interrupt;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug)]
@@ -27,23 +28,17 @@ pub struct Jobserver {
     /// file description: make wants the inherited one blocking).
     ours: std::fs::File,
     jobs: usize,
-    implicit_free: Mutex<bool>,
 }
 
-/// A held job slot, given back when dropped.
+/// A held job slot (a token taken from the pipe), given back when dropped.
 #[derive(Debug)]
 pub struct Slot<'a> {
     server: &'a Jobserver,
-    implicit: bool,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        if self.implicit {
-            *self.server.implicit_free.lock().unwrap() = true;
-        } else {
-            let _ = rustix::io::write(&self.server.write, b"+");
-        }
+        let _ = rustix::io::write(&self.server.write, b"+");
     }
 }
 
@@ -52,7 +47,7 @@ impl Jobserver {
     pub fn new(jobs: usize) -> io::Result<Jobserver> {
         let jobs = jobs.max(1);
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-        let tokens = vec![b'+'; jobs - 1];
+        let tokens = vec![b'+'; jobs];
         (&std::fs::File::from(write.try_clone()?)).write_all(&tokens)?;
         let ours = std::fs::OpenOptions::new()
             .read(true)
@@ -63,7 +58,6 @@ impl Jobserver {
             write,
             ours,
             jobs,
-            implicit_free: Mutex::new(true),
         })
     }
 
@@ -86,28 +80,13 @@ impl Jobserver {
         [self.read.as_raw_fd(), self.write.as_raw_fd()]
     }
 
-    /// Take a slot: the implicit one when free, else a token (waiting for
-    /// one, polling `interrupt`).
+    /// Take a slot: a token from the pipe (waiting for one, polling
+    /// `interrupt`).
     pub fn acquire(&self, interrupt: &Interrupt) -> io::Result<Slot<'_>> {
         loop {
-            {
-                let mut free = self.implicit_free.lock().unwrap();
-                if *free {
-                    *free = false;
-                    return Ok(Slot {
-                        server: self,
-                        implicit: true,
-                    });
-                }
-            }
             let mut b = [0u8; 1];
             match (&self.ours).read(&mut b) {
-                Ok(1) => {
-                    return Ok(Slot {
-                        server: self,
-                        implicit: false,
-                    });
-                }
+                Ok(1) => return Ok(Slot { server: self }),
                 Ok(_) => return Err(io::Error::other("the jobserver's pipe closed")),
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
@@ -141,5 +120,29 @@ mod tests {
         drop(b);
         drop(c);
         assert!(js.makeflags().starts_with("-j2 --jobserver-auth="));
+    }
+
+    /// A make that is running when the command beside it ends gets that
+    /// command's slot: its token goes back into the pipe make reads.
+    #[test]
+    fn a_slot_given_back_reaches_a_running_make() {
+        let js = Jobserver::new(2).unwrap();
+        let i = Interrupt::new();
+        let other = js.acquire(&i).unwrap();
+        let _make = js.acquire(&i).unwrap();
+        // The make, reading the pipe as make does, finds nothing yet...
+        let pipe = || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(format!("/proc/self/fd/{}", js.fds()[0]))
+                .unwrap()
+        };
+        let mut b = [0u8; 1];
+        assert!((&pipe()).read(&mut b).is_err());
+        // ...and the other command's token once that ends.
+        drop(other);
+        assert_eq!((&pipe()).read(&mut b).unwrap(), 1);
+        let _ = rustix::io::write(&js.write, b"+");
     }
 }
