@@ -314,6 +314,12 @@ from_source_test!(
     "qemu-aarch64-static"
 );
 from_source_test!(
+    toolchain_riscv64_from_source,
+    "riscv64",
+    "riscv64-linux-musl",
+    "qemu-riscv64-static"
+);
+from_source_test!(
     toolchain_x86_64_from_source,
     "x86_64",
     "x86_64-linux-musl",
