@@ -1027,8 +1027,17 @@ impl Ctx {
     }
 
     /// Record a file of the target's folder and return its absolute path.
+    /// `targets/<arch>/NAME`, or for a variant (`BASED_ON`) without that
+    /// file, its base's.
     pub fn target_file(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        self.project_file(&format!("targets/{}/{name}", self.run.target.name))
+        let target = &self.run.target;
+        let own = format!("targets/{}/{name}", target.name);
+        if let Some(base) = target.settings.get(crate::target::BASED_ON)
+            && !target.dir.join(name).exists()
+        {
+            return self.project_file(&format!("targets/{base}/{name}"));
+        }
+        self.project_file(&own)
     }
 
     pub(crate) fn record_tree(&self, dir: &Utf8Path) {

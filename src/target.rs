@@ -123,10 +123,60 @@ pub fn setting_text(v: &Dynamic) -> Option<String> {
     None
 }
 
+/// The setting that makes a target a variant of another: `BASED_ON =
+/// "mips64el"` takes that target's settings (its own win) and its kernel
+/// miniconfig (its own `linux.config` applies after it, see
+/// stdlib/config.rhai), and a file `ctx.target_file` does not find in the
+/// variant's folder comes from the base's. One level only: a base is a
+/// target of its own.
+pub const BASED_ON: &str = "BASED_ON";
+
 /// Load `targets/<name>/target.rhai` and check it (every required setting
-/// present, every value a string, number, boolean or array of them, a
-/// `linux.config` beside it).
+/// present, itself or through `BASED_ON`, every value a string, number,
+/// boolean or array of them, a `linux.config` beside it).
 pub fn load(engine: &ScriptEngine, name: &str) -> Result<Target, ScriptError> {
+    let own = load_one(engine, name)?;
+    let Some(base) = own.settings.get(BASED_ON).cloned() else {
+        return Ok(own);
+    };
+    let file = &own.file;
+    if base == name
+        || !engine
+            .project
+            .root
+            .join(format!("targets/{base}/target.rhai"))
+            .is_file()
+    {
+        return Err(ScriptError::Other(format!(
+            "`{file}` says BASED_ON = \"{base}\", which is not another target (targets: {}); name the folder this target varies",
+            engine.project.target_names().join(", ")
+        )));
+    }
+    let parent = load_one(engine, &base)?;
+    if let Some(grand) = parent.settings.get(BASED_ON) {
+        return Err(ScriptError::Other(format!(
+            "`{file}` says BASED_ON = \"{base}\", but `{}` is itself based on `{grand}`: base `{name}` on `{grand}` directly (one level of variants)",
+            parent.file
+        )));
+    }
+    let mut settings = parent.settings;
+    settings.extend(own.settings);
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .map(|(k, _)| *k)
+        .filter(|k| !settings.contains_key(*k))
+        .collect();
+    if !missing.is_empty() {
+        return Err(ScriptError::Other(format!(
+            "target `{name}` and its base `{base}` lack {}: add them to `{file}`",
+            missing.join(", ")
+        )));
+    }
+    Ok(Target { settings, ..own })
+}
+
+/// One target file, without its base.
+fn load_one(engine: &ScriptEngine, name: &str) -> Result<Target, ScriptError> {
     let rel = Utf8PathBuf::from(format!("targets/{name}/target.rhai"));
     if !engine.project.root.join(&rel).is_file() {
         let known = engine.project.target_names().join(", ");
@@ -158,8 +208,10 @@ pub fn validate(engine: &ScriptEngine, rel: &Utf8Path) -> Vec<ScriptDiagnostic> 
     };
     let consts = exported_consts(&ast);
     let mut out = Vec::new();
+    // A variant gets what it does not say from its base (checked by `load`).
+    let variant = consts.iter().any(|c| c.name == BASED_ON);
     for (field, what) in REQUIRED {
-        if !consts.iter().any(|c| c.name == *field) {
+        if !variant && !consts.iter().any(|c| c.name == *field) {
             out.push(ScriptDiagnostic::at(
                 rel,
                 &text,

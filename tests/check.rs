@@ -207,3 +207,80 @@ fn build_all_continues_past_failing_targets_and_reports_each() {
     // Opens from disk: nothing fetched from elsewhere.
     assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
 }
+
+/// A target folder that says `BASED_ON` takes the other target's settings
+/// (its own win), its kernel miniconfig before its own, and the files it
+/// lacks from the other's folder.
+#[test]
+fn a_variant_target_builds_on_its_base() {
+    let p = TestProject::copy_of_repo();
+    p.write(
+        "targets/sh4v/target.rhai",
+        "export const BASED_ON = \"sh4\";\nexport const DESCRIPTION = \"a variant\";\nexport const TRIPLE = \"sh4eb-linux-musl\";\n",
+    );
+    p.write(
+        "targets/sh4v/linux.config",
+        "# CONFIG_CPU_LITTLE_ENDIAN is not set\n",
+    );
+    p.write(
+        "scripts/show.rhai",
+        "import \"stdlib/config\" as config;\nfor f in config::base_minis(ctx, \"linux\") { print(`mini ${f}`); }\nprint(`fix ${ctx.target_file(\"libgcc-fix.c\")}`);\nprint(`console ${ctx.setting(\"CONSOLE\")} triple ${ctx.setting(\"TRIPLE\")}`);\n",
+    );
+    let o = p
+        .rhbuild(&["run", "scripts/show.rhai", "--arch", "sh4v"])
+        .success();
+    let root = p.root.as_str();
+    assert!(
+        o.stdout.contains(&format!(
+            "mini {root}/targets/base-linux.config\nmini {root}/targets/sh4/linux.config\nmini {root}/targets/sh4v/linux.config\n"
+        )),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .contains(&format!("fix {root}/targets/sh4/libgcc-fix.c")),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout.contains("console ttySC1 triple sh4eb-linux-musl"),
+        "{}",
+        o.stdout
+    );
+    let listed = p.rhbuild(&["list", "targets"]).success();
+    assert!(
+        listed.stdout.contains("sh4v           a variant"),
+        "{}",
+        listed.stdout
+    );
+}
+
+#[test]
+fn a_variant_of_nothing_or_of_a_variant_is_refused() {
+    let p = TestProject::copy_of_repo();
+    p.write(
+        "targets/lost/target.rhai",
+        "export const BASED_ON = \"nosuch\";\nexport const DESCRIPTION = \"x\";\n",
+    );
+    p.write("targets/lost/linux.config", "");
+    let o = p.rhbuild(&["settings", "--arch", "lost"]).failure();
+    assert!(
+        o.stderr.contains(
+            "`targets/lost/target.rhai` says BASED_ON = \"nosuch\", which is not another target"
+        ),
+        "{}",
+        o.stderr
+    );
+    p.write(
+        "targets/deep/target.rhai",
+        "export const BASED_ON = \"mips64\";\nexport const DESCRIPTION = \"x\";\n",
+    );
+    p.write("targets/deep/linux.config", "");
+    let o = p.rhbuild(&["settings", "--arch", "deep"]).failure();
+    assert!(
+        o.stderr.contains("but `targets/mips64/target.rhai` is itself based on `mips64el`: base `deep` on `mips64el` directly"),
+        "{}",
+        o.stderr
+    );
+}
