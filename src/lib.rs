@@ -12,6 +12,7 @@ pub mod cli;
 pub mod confine;
 pub mod ctx_fs;
 pub mod diag;
+pub mod distcc;
 pub mod engine;
 pub mod extract;
 pub mod fetch;

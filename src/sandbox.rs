@@ -71,6 +71,14 @@ pub struct Status {
     /// Set when the sandbox is off altogether.
     #[serde(default)]
     pub off: bool,
+    /// The TCP servers commands may reach (`DISTCC_HOSTS`), as
+    /// `address:port`.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Whether they are reached through ports forwarded into the network
+    /// namespace (else directly, when there is no namespace).
+    #[serde(default)]
+    pub forwarded: bool,
 }
 
 impl Status {
@@ -93,11 +101,23 @@ impl Status {
             ));
         }
         if !self.net_ns {
-            if self.landlock && self.landlock_abi >= 4 {
+            if self.landlock && self.landlock_abi >= 4 && !self.servers.is_empty() {
+                let ports: Vec<&str> = self
+                    .servers
+                    .iter()
+                    .filter_map(|s| s.rsplit(':').next())
+                    .collect();
+                gaps.push(format!(
+                    "no network namespace: build commands reach the distcc servers directly, and Landlock lets them connect to TCP port {} on any address; UDP and unix sockets are not confined",
+                    ports.join(", ")
+                ));
+            } else if self.landlock && self.landlock_abi >= 4 {
                 gaps.push("no network namespace: TCP is denied by Landlock, but UDP and unix sockets are not".into());
             } else {
                 gaps.push("no network namespace: build commands can reach the network".into());
             }
+        } else if !self.servers.is_empty() && !self.forwarded {
+            gaps.push("the distcc servers are not forwarded into the network namespace: compiles stay here".into());
         }
         if !self.mount_ns {
             gaps.push("no mount namespace: the host's sockets under /run are reachable".into());
@@ -129,6 +149,14 @@ impl Status {
                 parts.push(name.to_string());
             }
         }
+        if !self.servers.is_empty() {
+            let how = if self.forwarded {
+                "forwarded"
+            } else {
+                "direct"
+            };
+            parts.push(format!("tcp to {} ({how})", self.servers.join(" ")));
+        }
         let verdict = if self.gaps().is_empty() {
             "full"
         } else {
@@ -150,7 +178,35 @@ pub struct Sandbox {
     deny: Option<String>,
     /// A Landlock ABI to pretend (`RHBUILD_SANDBOX_ABI`).
     abi: Option<String>,
+    /// The TCP servers commands may reach, each through a port on the
+    /// network namespace's loopback (`DISTCC_HOSTS`).
+    forwards: Vec<Forward>,
     status: OnceLock<Result<Status, String>>,
+}
+
+/// A server build commands may reach: inside the sandbox's network
+/// namespace it listens on `127.0.0.1:local`; a process outside the
+/// namespace accepts those connections and connects to `target`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Forward {
+    pub local: u16,
+    pub target: std::net::SocketAddrV4,
+}
+
+impl Forward {
+    /// `LOCAL=ADDRESS:PORT`, as the helper's `--forward` takes it.
+    pub fn arg(&self) -> String {
+        format!("{}={}", self.local, self.target)
+    }
+
+    pub fn parse(arg: &str) -> Result<Forward, String> {
+        let bad = || format!("--forward `{arg}`: expected LOCALPORT=IPV4:PORT");
+        let (local, target) = arg.split_once('=').ok_or_else(bad)?;
+        Ok(Forward {
+            local: local.parse().map_err(|_| bad())?,
+            target: target.parse().map_err(|_| bad())?,
+        })
+    }
 }
 
 impl Sandbox {
@@ -165,8 +221,16 @@ impl Sandbox {
             exe,
             deny: var("RHBUILD_SANDBOX_DENY"),
             abi: var("RHBUILD_SANDBOX_ABI"),
+            forwards: Vec::new(),
             status: OnceLock::new(),
         })
+    }
+
+    /// Let commands reach these servers (and no other), each through its
+    /// port on the namespace's loopback (see `Forward`).
+    pub fn with_forwards(mut self, forwards: Vec<Forward>) -> Sandbox {
+        self.forwards = forwards;
+        self
     }
 
     /// What the kernel grants, probed once (by running the set-up with
@@ -231,6 +295,10 @@ impl Sandbox {
             args.push("--abi".into());
             args.push(a.into());
         }
+        for f in &self.forwards {
+            args.push("--forward".into());
+            args.push(f.arg().into());
+        }
         if probe {
             args.push("--probe".into());
         }
@@ -280,13 +348,382 @@ pub fn helper_main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// The running kernel's Landlock ABI (0: none).
+fn kernel_landlock_abi() -> i32 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns a number.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    } as i32;
+    abi.max(0)
+}
+
+mod forward {
+    //! The forwarder: a process in the host's network namespace that
+    //! accepts connections on the listening sockets the helper made on the
+    //! sandbox's loopback (a socket belongs to the namespace it was created
+    //! in, so accepting from outside works) and joins each to its server.
+    //! It connects only to the servers it was started with: nothing it is
+    //! sent chooses an address. It ends with the command: the end of its
+    //! socket pair closing (with a PID namespace), its parent-death signal,
+    //! and the command's process group being killed (it is in that group).
+
+    use super::Forward;
+    use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// Connections one forwarder carries at once (more wait in the
+    /// listener's backlog).
+    const MAX_CONNECTIONS: usize = 64;
+
+    /// The first byte of the hand-over: end when the pair closes, or
+    /// only with the parent.
+    const HOLD: u8 = b'H';
+    const PARENT: u8 = b'P';
+
+    pub struct Forwarder {
+        pid: libc::pid_t,
+        ctl: OwnedFd,
+    }
+
+    fn last_error(what: &str) -> String {
+        format!("{what}: {}", std::io::Error::last_os_error())
+    }
+
+    /// Fork the forwarder (the helper is single-threaded here).
+    pub fn spawn(forwards: &[Forward]) -> Result<Forwarder, String> {
+        let mut pair = [-1; 2];
+        // SAFETY: socketpair writes two descriptors into `pair`.
+        if unsafe {
+            libc::socketpair(
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+                pair.as_mut_ptr(),
+            )
+        } != 0
+        {
+            return Err(last_error("socketpair"));
+        }
+        // SAFETY: both descriptors are fresh and ours.
+        let (mine, theirs) =
+            unsafe { (OwnedFd::from_raw_fd(pair[0]), OwnedFd::from_raw_fd(pair[1])) };
+        // SAFETY: getpid has no arguments.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: the helper is single-threaded; the child runs `main`
+        // below and never returns.
+        match unsafe { libc::fork() } {
+            -1 => Err(last_error("fork")),
+            0 => {
+                drop(mine);
+                main(theirs, parent, forwards);
+                // SAFETY: leaving the forked process without running the
+                // parent's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            pid => Ok(Forwarder { pid, ctl: mine }),
+        }
+    }
+
+    impl Forwarder {
+        /// In the new network namespace: bring loopback up, listen on each
+        /// forward's port, and pass the listeners to the forwarder. With
+        /// `hold`, it ends when every copy of our end of the pair is closed
+        /// (this process keeps one until `finish`; children close theirs
+        /// when they execute a program or end); else when its parent ends.
+        pub fn hand_over(&self, forwards: &[Forward], hold: bool) -> Result<(), String> {
+            loopback_up()?;
+            let mut listeners = Vec::new();
+            for f in forwards {
+                let l =
+                    TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, f.local)).map_err(|e| {
+                        format!("cannot listen on 127.0.0.1:{} in the sandbox: {e}", f.local)
+                    })?;
+                listeners.push(l);
+            }
+            let fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
+            send(&self.ctl, if hold { HOLD } else { PARENT }, &fds)
+                .map_err(|e| format!("cannot pass the listeners to the forwarder: {e}"))
+        }
+
+        /// The command ended (with a PID namespace, whose first process
+        /// has exited): close our end and reap the forwarder.
+        pub fn finish(self) {
+            self.abandon();
+        }
+
+        /// No network namespace: the forwarder is not needed. It ends
+        /// when the pair closes before anything was handed over.
+        pub fn abandon(self) {
+            drop(self.ctl);
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(self.pid, &mut status, 0) };
+        }
+    }
+
+    /// `ip link set lo up`, by ioctl: the helper holds CAP_NET_ADMIN over
+    /// the namespace it just made (root, or in its own user namespace).
+    fn loopback_up() -> Result<(), String> {
+        // SAFETY: a plain socket for the interface ioctls, closed below;
+        // `ifr` is a zeroed ifreq naming "lo".
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+            if s < 0 {
+                return Err(last_error("socket"));
+            }
+            let s = OwnedFd::from_raw_fd(s);
+            let mut ifr: libc::ifreq = std::mem::zeroed();
+            for (d, c) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+                *d = *c as libc::c_char;
+            }
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+                return Err(last_error("cannot read the sandbox's loopback flags"));
+            }
+            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) != 0 {
+                return Err(last_error("cannot bring the sandbox's loopback up"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A one-byte message (`tag`) with room for `count` descriptors,
+    /// handed to `f`, which sends or receives it; `f`'s result and the
+    /// message's byte afterwards.
+    fn with_message<R>(tag: u8, count: usize, f: impl FnOnce(&mut libc::msghdr) -> R) -> (R, u8) {
+        let payload = count * std::mem::size_of::<RawFd>();
+        // SAFETY: CMSG_SPACE only computes a size.
+        let space = unsafe { libc::CMSG_SPACE(payload as u32) } as usize;
+        let mut control = vec![0u64; space.div_ceil(8)];
+        let mut byte = [tag];
+        let mut iov = libc::iovec {
+            iov_base: byte.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        // SAFETY: an all-zero msghdr is valid; its pointers are set to the
+        // buffers above, which outlive `f`.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let r = f(&mut msg);
+        (r, byte[0])
+    }
+
+    /// One message: `tag` and the descriptors `fds` (SCM_RIGHTS).
+    fn send(sock: &OwnedFd, tag: u8, fds: &[RawFd]) -> std::io::Result<()> {
+        let payload = std::mem::size_of_val(fds);
+        let (sent, _) = with_message(tag, fds.len(), |msg| {
+            // SAFETY: the control buffer has room for the header and
+            // `payload` bytes (CMSG_SPACE); sendmsg only reads.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(msg);
+                (*cmsg).cmsg_level = libc::SOL_SOCKET;
+                (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(payload as u32) as usize;
+                std::ptr::copy_nonoverlapping(
+                    fds.as_ptr().cast::<u8>(),
+                    libc::CMSG_DATA(cmsg),
+                    payload,
+                );
+                libc::sendmsg(sock.as_raw_fd(), msg, 0)
+            }
+        });
+        if sent != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// The hand-over: its tag and `count` descriptors, or `None` when the
+    /// pair closed first.
+    fn receive(sock: &OwnedFd, count: usize) -> Option<(u8, Vec<OwnedFd>)> {
+        let ((n, fds), tag) = with_message(0, count, |msg| {
+            let mut fds = Vec::new();
+            // SAFETY: recvmsg writes within the buffers `msg` points to;
+            // each descriptor taken from the control data is new and ours.
+            unsafe {
+                let n = libc::recvmsg(sock.as_raw_fd(), msg, libc::MSG_CMSG_CLOEXEC);
+                let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+                while n == 1 && !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_SOCKET
+                        && (*cmsg).cmsg_type == libc::SCM_RIGHTS
+                    {
+                        let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                        let len = ((*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize)
+                            / std::mem::size_of::<RawFd>();
+                        for i in 0..len {
+                            fds.push(OwnedFd::from_raw_fd(std::ptr::read_unaligned(data.add(i))));
+                        }
+                    }
+                    cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+                }
+                (n, fds)
+            }
+        });
+        (n == 1 && fds.len() == count).then_some((tag, fds))
+    }
+
+    /// The forwarder's life, in the forked child.
+    fn main(ctl: OwnedFd, parent: libc::pid_t, forwards: &[Forward]) {
+        // SAFETY: prctl and getppid with plain arguments; close_range on
+        // descriptors this process does not use (all but stdio and `ctl`).
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            if libc::getppid() != parent {
+                return;
+            }
+            libc::prctl(libc::PR_SET_NAME, c"rhbuild-forward".as_ptr());
+            let keep = ctl.as_raw_fd() as libc::c_uint;
+            if keep > 3 {
+                libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+            }
+            libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+        }
+        // A descriptor that becomes readable when the parent ends (Linux
+        // 5.3); without it, the loop below looks at the parent's pid.
+        // SAFETY: pidfd_open returns a new descriptor or -1.
+        let pidfd = unsafe {
+            let fd = libc::syscall(libc::SYS_pidfd_open, parent, 0u32) as RawFd;
+            (fd >= 0).then(|| OwnedFd::from_raw_fd(fd))
+        };
+        // SAFETY: getppid has no arguments.
+        if unsafe { libc::getppid() } != parent {
+            return;
+        }
+        let Some((tag, fds)) = receive(&ctl, forwards.len()) else {
+            return;
+        };
+        confine(forwards);
+        let active = Arc::new(AtomicUsize::new(0));
+        for (fd, f) in fds.into_iter().zip(forwards) {
+            let listener = TcpListener::from(fd);
+            let target = SocketAddr::V4(f.target);
+            let active = active.clone();
+            std::thread::spawn(move || accept(listener, target, active));
+        }
+        // Until the parent ends (or, with HOLD, the pair's other ends
+        // close). The parent-death signal alone does not do: a parent
+        // that is the command, Landlocked with scoped signals, cannot
+        // signal the forwarder outside its domain, even by dying.
+        let mut fds = vec![libc::pollfd {
+            fd: pidfd.as_ref().map_or(-1, |p| p.as_raw_fd()),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        if tag == HOLD {
+            fds.push(libc::pollfd {
+                fd: ctl.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        loop {
+            // SAFETY: poll reads and writes only the array given; getppid
+            // has no arguments.
+            let ended = unsafe {
+                let n = libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 200);
+                (n > 0 && fds.iter().any(|f| f.revents != 0)) || libc::getppid() != parent
+            };
+            if ended {
+                return;
+            }
+        }
+    }
+
+    /// Landlock for the forwarder itself: no file access at all, TCP
+    /// connections only to its servers' ports, no bind. Best effort: the
+    /// addresses it connects to are fixed before it reads anything.
+    fn confine(forwards: &[Forward]) {
+        use landlock::{
+            ABI, Access, AccessFs, AccessNet, NetPort, Ruleset, RulesetAttr, RulesetCreatedAttr,
+            Scope,
+        };
+        let abi_n = super::kernel_landlock_abi();
+        if abi_n < 1 {
+            return;
+        }
+        let abi = ABI::from(abi_n.min(7));
+        let confined = (|| -> Result<(), landlock::RulesetError> {
+            let mut rs = Ruleset::default().handle_access(AccessFs::from_all(abi))?;
+            if abi_n >= 4 {
+                rs = rs.handle_access(AccessNet::BindTcp | AccessNet::ConnectTcp)?;
+            }
+            if abi_n >= 6 {
+                rs = rs.scope(Scope::from_all(abi))?;
+            }
+            let mut created = rs.create()?;
+            if abi_n >= 4 {
+                for f in forwards {
+                    created =
+                        created.add_rule(NetPort::new(f.target.port(), AccessNet::ConnectTcp))?;
+                }
+            }
+            created.restrict_self()?;
+            Ok(())
+        })();
+        if let Err(e) = confined {
+            eprintln!("rhbuild sandbox: the distcc forwarder is not confined: {e}");
+        }
+    }
+
+    fn accept(listener: TcpListener, target: SocketAddr, active: Arc<AtomicUsize>) {
+        for conn in listener.incoming() {
+            let Ok(inner) = conn else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                active.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
+            let active = active.clone();
+            std::thread::spawn(move || {
+                relay(inner, target);
+                active.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    }
+
+    /// Join one connection from inside to the server, both ways.
+    fn relay(inner: TcpStream, target: SocketAddr) {
+        let outer = match TcpStream::connect_timeout(&target, Duration::from_secs(10)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("rhbuild sandbox: cannot reach the distcc server {target}: {e}");
+                return;
+            }
+        };
+        let (Ok(mut inner_r), Ok(mut outer_w)) = (inner.try_clone(), outer.try_clone()) else {
+            return;
+        };
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut inner_r, &mut outer_w);
+            let _ = outer_w.shutdown(Shutdown::Write);
+        });
+        let (mut outer_r, mut inner_w) = (outer, inner);
+        let _ = std::io::copy(&mut outer_r, &mut inner_w);
+        let _ = inner_w.shutdown(Shutdown::Write);
+        let _ = up.join();
+    }
+}
+
 mod helper {
     //! The sandboxed side: runs in the freshly started helper process.
 
-    use super::Status;
+    use super::{Forward, Status};
     use landlock::{
-        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
-        RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
+        ABI, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
+        Ruleset, RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
     };
     use std::ffi::{CString, OsString};
     use std::os::unix::ffi::OsStrExt;
@@ -298,6 +735,7 @@ mod helper {
         abi: Option<i32>,
         require: bool,
         probe: bool,
+        forwards: Vec<Forward>,
         arg0: Option<OsString>,
         argv: Vec<OsString>,
     }
@@ -309,6 +747,7 @@ mod helper {
             abi: None,
             require: false,
             probe: false,
+            forwards: Vec::new(),
             arg0: None,
             argv: Vec::new(),
         };
@@ -332,6 +771,10 @@ mod helper {
                             .parse()
                             .map_err(|_| "--abi needs a number")?,
                     );
+                }
+                Some("--forward") => {
+                    let v = it.next().ok_or("--forward needs LOCALPORT=IPV4:PORT")?;
+                    o.forwards.push(Forward::parse(&v.to_string_lossy())?);
                 }
                 Some("--require") => o.require = true,
                 Some("--probe") => o.probe = true,
@@ -357,16 +800,7 @@ mod helper {
         if denied(o, "landlock") {
             return 0;
         }
-        // SAFETY: landlock_create_ruleset(NULL, 0, VERSION) only returns a number.
-        let real = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_create_ruleset,
-                std::ptr::null::<u8>(),
-                0usize,
-                1u32,
-            )
-        } as i32;
-        let real = real.max(0);
+        let real = super::kernel_landlock_abi();
         match o.abi {
             Some(n) => n.clamp(0, real),
             None => real,
@@ -523,11 +957,26 @@ mod helper {
                 AccessFs::from_file(abi) & !AccessFs::Execute,
             );
         }
-        let created = ruleset
-            .create()
-            .map_err(err)?
-            .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
-            .map_err(err)?;
+        // The distcc servers: their forwarded ports on the namespace's
+        // loopback, or without a namespace their own ports (on any address:
+        // a gap the status names).
+        let ports: Vec<u16> = if abi_n < 4 {
+            Vec::new()
+        } else if st.net_ns {
+            o.forwards.iter().map(|f| f.local).collect()
+        } else {
+            o.forwards.iter().map(|f| f.target.port()).collect()
+        };
+        let created =
+            ruleset
+                .create()
+                .map_err(err)?
+                .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
+                .map_err(err)?
+                .add_rules(ports.into_iter().map(|p| {
+                    Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::ConnectTcp))
+                }))
+                .map_err(err)?;
         let status = created.restrict_self().map_err(err)?;
         st.landlock = status.ruleset != RulesetStatus::NotEnforced;
         if o.require && status.ruleset != RulesetStatus::FullyEnforced {
@@ -538,8 +987,33 @@ mod helper {
 
     pub fn main(args: Vec<OsString>) -> Result<ExitCode, String> {
         let o = parse(args)?;
-        let mut st = Status::default();
+        let mut st = Status {
+            servers: o.forwards.iter().map(|f| f.target.to_string()).collect(),
+            ..Status::default()
+        };
+        // The forwarder starts before the namespaces, so it stays in the
+        // host's network (and user) namespace.
+        let forwarder = if o.forwards.is_empty() || denied(&o, "netns") {
+            None
+        } else {
+            Some(super::forward::spawn(&o.forwards)?)
+        };
         namespaces(&o, &mut st)?;
+        let forwarder = match forwarder {
+            Some(fw) if st.net_ns => {
+                // With a PID namespace, this process outlives the command
+                // and ends the forwarder after it; without, this process
+                // becomes the command, and the forwarder ends with it.
+                fw.hand_over(&o.forwards, st.pid_ns)?;
+                st.forwarded = true;
+                Some(fw)
+            }
+            Some(fw) => {
+                fw.abandon();
+                None
+            }
+            None => None,
+        };
         if st.pid_ns {
             // The first process of the new PID namespace: it sets up the
             // rest, runs the command, and reaps. When it exits, the kernel
@@ -549,7 +1023,13 @@ mod helper {
             match unsafe { libc::fork() } {
                 -1 => return Err(last_error("fork")),
                 0 => {}
-                child => return Ok(wait_and_mirror(child)),
+                child => {
+                    let status = wait_for(child);
+                    if let Some(fw) = forwarder {
+                        fw.finish();
+                    }
+                    return Ok(status.map_or(ExitCode::from(126), mirror));
+                }
             }
         }
         landlock(&o, &mut st)?;
@@ -577,20 +1057,19 @@ mod helper {
         ))
     }
 
-    /// Wait for `child` and leave the same way it did.
-    fn wait_and_mirror(child: libc::pid_t) -> ExitCode {
+    /// Wait for `child`: its wait status (`None`: it cannot be waited for).
+    fn wait_for(child: libc::pid_t) -> Option<libc::c_int> {
         let mut status = 0;
         loop {
             // SAFETY: waitpid writes only into `status`.
             let r = unsafe { libc::waitpid(child, &mut status, 0) };
             if r == child {
-                break;
+                return Some(status);
             }
             if r == -1 && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                return ExitCode::from(126);
+                return None;
             }
         }
-        mirror(status)
     }
 
     /// As a PID namespace's first process: reap everything until `child`
@@ -641,6 +1120,8 @@ mod tests {
             mount_ns: true,
             pid_ns: true,
             off: false,
+            servers: Vec::new(),
+            forwarded: false,
         };
         assert!(full.gaps().is_empty());
         assert!(full.summary().starts_with("full: landlock abi 7"));
@@ -655,5 +1136,38 @@ mod tests {
         assert!(old.summary().starts_with("partial"));
         let none = Status::default();
         assert!(none.gaps().iter().any(|g| g.contains("no Landlock")));
+        // distcc servers: forwarded, nothing is missing; reached directly,
+        // the ports Landlock opens are named.
+        let forwarded = Status {
+            servers: vec!["10.0.0.5:3632".into()],
+            forwarded: true,
+            ..full.clone()
+        };
+        assert!(forwarded.gaps().is_empty());
+        assert!(
+            forwarded
+                .summary()
+                .ends_with("tcp to 10.0.0.5:3632 (forwarded)"),
+            "{}",
+            forwarded.summary()
+        );
+        let direct = Status {
+            net_ns: false,
+            forwarded: false,
+            ..forwarded
+        };
+        let gaps = direct.gaps().join("\n");
+        assert!(gaps.contains("TCP port 3632 on any address"), "{gaps}");
+    }
+
+    #[test]
+    fn forwards_round_trip_as_helper_arguments() {
+        let f = Forward {
+            local: 3633,
+            target: "10.0.0.5:3632".parse().unwrap(),
+        };
+        assert_eq!(f.arg(), "3633=10.0.0.5:3632");
+        assert_eq!(Forward::parse(&f.arg()), Ok(f));
+        assert!(Forward::parse("3633=host:3632").is_err());
     }
 }

@@ -87,6 +87,10 @@ pub struct Run {
     /// ccache's directory: `CCACHE_DIR`, else `<build>/ccache`, shared by
     /// every target; writable in the sandbox.
     pub ccache_dir: Utf8PathBuf,
+    /// `DISTCC_HOSTS`: the distcc servers compiles are spread over (see
+    /// `distcc`). Not a stage input: it changes where a compile runs, not
+    /// what it makes.
+    pub distcc: Option<crate::distcc::Hosts>,
     quiet: bool,
     verbose: bool,
     /// One job budget for every command and `make` of the run.
@@ -221,8 +225,47 @@ impl Run {
             })?;
             writable.push(ccache_dir.clone());
         }
-        let sandbox = Sandbox::new(cfg.sandbox, writable)
+        let distcc = match settings.get("DISTCC_HOSTS").map(str::trim) {
+            Some(text) if !text.is_empty() => {
+                Some(crate::distcc::Hosts::parse(text).map_err(ScriptError::Other)?)
+            }
+            _ => None,
+        };
+        let mut sandbox = Sandbox::new(cfg.sandbox, writable)
             .map_err(|e| ScriptError::Other(format!("cannot set up the sandbox: {e}")))?;
+        if let Some(hosts) = &distcc {
+            let Some(program) = crate::airlock::host_program("distcc") else {
+                return Err(ScriptError::Other(
+                    "`DISTCC_HOSTS` is set, but distcc is not installed on this machine: apt-get install distcc (or leave DISTCC_HOSTS empty to compile here)".into(),
+                ));
+            };
+            if !target.name.is_empty() {
+                let rel = Utf8PathBuf::from(&target.name).join("distcc");
+                crate::distcc::populate(
+                    policy.build(),
+                    &rel,
+                    &program,
+                    &sandbox.exe,
+                    settings.get("TRIPLE").filter(|t| !t.is_empty()),
+                )
+                .map_err(|e| {
+                    ScriptError::Other(format!(
+                        "cannot make the distcc directory `{}`: {e}",
+                        build_dir.join(&rel)
+                    ))
+                })?;
+            }
+            if cfg.sandbox != SandboxLevel::Off {
+                sandbox = sandbox.with_forwards(hosts.forwards());
+            }
+            if !cfg.quiet && (cfg.jobs as u32) < hosts.slots() {
+                println!(
+                    "note: DISTCC_HOSTS takes {} compiles at once, the run -j {}: raise -j to use them all",
+                    hosts.slots(),
+                    cfg.jobs.max(1)
+                );
+            }
+        }
         Ok(Arc::new(Run {
             engine,
             target,
@@ -235,6 +278,7 @@ impl Run {
             policy: Arc::new(policy),
             sandbox: Arc::new(sandbox),
             ccache_dir,
+            distcc,
             quiet: cfg.quiet,
             verbose: cfg.verbose,
             jobserver: Arc::new(
@@ -372,6 +416,17 @@ impl Run {
     /// it can use the tools it just made.
     pub fn airlock(&self, own: Option<&Utf8Path>, env: BTreeMap<String, String>) -> Airlock {
         let mut path = Vec::new();
+        // Compiles that do not go through ccache (which calls distcc as
+        // its prefix) go through distcc's masquerade links: the host
+        // compiler's always, the toolchain's only where it is not being
+        // built.
+        if self.distcc.is_some() && !self.ccache_used() {
+            let dir = self.arch_dir().join("distcc");
+            path.push(dir.join("host"));
+            if own.is_none() {
+                path.push(dir.join("cross"));
+            }
+        }
         if let Some(o) = own {
             path.push(o.to_owned());
         }
@@ -386,6 +441,21 @@ impl Run {
             jobserver: Some(self.jobserver.clone()),
             verbose: self.verbose,
         }
+    }
+
+    /// Whether compiles go through ccache: the rule of `stdlib/cross.rhai`
+    /// (ccache in the airlock, `CCACHE` not 0), read here without
+    /// recording it, to choose how they reach distcc.
+    fn ccache_used(&self) -> bool {
+        self.settings.get("CCACHE") != Some("0")
+            && self
+                .policy
+                .build()
+                .exists(&Utf8PathBuf::from(format!(
+                    "{}/host/bin/ccache",
+                    self.arch()
+                )))
+                .unwrap_or(false)
     }
 
     /// Extraction's limits (settings EXTRACT_MAX_BYTES, EXTRACT_MAX_ENTRIES,
@@ -1300,6 +1370,30 @@ impl Ctx {
         // link to rhbuild), whose name would hide that from ccache.
         env.entry("CCACHE_COMPILERTYPE".into())
             .or_insert_with(|| "gcc".into());
+        // distcc (DISTCC_HOSTS): its servers as the sandbox lets commands
+        // reach them, its state in the private temporary directory, and
+        // ccache calling it through rhbuild (see `distcc`).
+        if let Some(hosts) = &self.run.distcc {
+            let forwarded = self
+                .run
+                .sandbox
+                .status()
+                .map(|s| s.forwarded)
+                .unwrap_or(false);
+            env.entry("DISTCC_HOSTS".into())
+                .or_insert_with(|| hosts.for_commands(forwarded));
+            let state = self.run.arch_dir().join("tmp/distcc");
+            self.run.make_build_dir(&state).map_err(|e| e.to_string())?;
+            env.entry("DISTCC_DIR".into())
+                .or_insert_with(|| state.to_string());
+            env.entry("CCACHE_PREFIX".into()).or_insert_with(|| {
+                self.run
+                    .arch_dir()
+                    .join("distcc/prefix")
+                    .join(crate::distcc::PREFIX_NAME)
+                    .to_string()
+            });
+        }
         if !env.contains_key("CCACHE_COMPILERCHECK") {
             let stages: BTreeMap<String, String> = (self.frame.inputs.lock().unwrap().stages)
                 .iter()

@@ -134,3 +134,167 @@ fn a_missing_compiler_directory_fails_the_compile_not_the_host() {
     let log = std::fs::read_to_string(dir.join("d.log")).unwrap();
     assert!(log.contains("cc"), "{log}");
 }
+
+// ---------------------------------------------------------------------------
+// A build's compiles spread over distcc servers (DISTCC_HOSTS)
+
+/// A compilers directory for the host's own gcc, as a server of the
+/// toolchain's host side has it (distcc asks for `gcc` or its full name).
+fn host_compilers(dir: &Utf8PathBuf) -> Utf8PathBuf {
+    let bin = dir.join("host-compilers");
+    std::fs::create_dir_all(&bin).unwrap();
+    for name in ["cc", "gcc", "x86_64-linux-gnu-gcc", "as"] {
+        let tool = if name == "as" { "as" } else { "gcc" };
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(name)).unwrap();
+    }
+    bin
+}
+
+/// A project whose package `spread` compiles eight files with the host's
+/// compiler the way the toolchain's host side does (`cross::host_cc`:
+/// through ccache unless CCACHE=0), four at a time.
+fn spreading_project() -> crate::util::TestProject {
+    let p = crate::util::TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "stdlib/cross.rhai",
+        &std::fs::read_to_string(crate::util::repo_root().join("stdlib/cross.rhai")).unwrap(),
+    );
+    p.write(
+        "scripts/host-tools.rhai",
+        r#"export const output = "host";
+export const tools = true;
+ctx.host_tools(["sh", "make", "cc", "gcc", "as", "ld"], ["ccache"]);
+"#,
+    );
+    p.write(
+        "packages/spread.rhai",
+        &format!(
+            r#"export const name = "spread";
+export const version = "1";
+export const sources = [ #{{ url: "http://127.0.0.1:1/spread-1.tar.gz", sha256: "{}" }} ];
+import "stdlib/cross" as cross;
+fn build(ctx) {{
+    let w = ctx.work_dir("spread");
+    let objs = "";
+    for i in 0..8 {{
+        let body = "";
+        for k in 0..60 {{
+            body += `int f${{i}}_${{k}}(int x) {{ int s = 0; for (int j = 0; j < x; j++) s += j * ${{k}} ^ (s >> 3); return s; }}` + "\n";
+        }}
+        ctx.write(w.file(`f${{i}}.c`), body);
+        objs += ` f${{i}}.o`;
+    }}
+    ctx.write(w.file("Makefile"), `all:${{objs}}` + "\n%.o: %.c\n\t$(CC) -O2 -c $< -o $@\n");
+    w.make(cross::host_cc(ctx));
+}}
+"#,
+            "0".repeat(64)
+        ),
+    );
+    p.write(
+        "scripts/spread.rhai",
+        "export const output = \"spread\";\nctx.stage(\"host-tools\");\nctx.build(\"spread\");\n",
+    );
+    p
+}
+
+/// Processes (not zombies) whose command line mentions `text`.
+pub fn processes_mentioning(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if cmdline.contains(text) && !zombie {
+            found.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_packages_compiles_reach_both_distcc_servers_from_inside_the_sandbox() {
+    require_tool("distccd", "distcc");
+    require_tool("distcc", "distcc");
+    require_tool("ccache", "ccache");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+    let bin = host_compilers(&dir);
+    let one = Distccd::start(&bin, &dir.join("one.log"), 1).unwrap();
+    let two = Distccd::start(&bin, &dir.join("two.log"), 1).unwrap();
+    let hosts = format!("127.0.0.1:{}/1 127.0.0.1:{}/1", one.port, two.port);
+    let p = spreading_project();
+    let started = std::time::Instant::now();
+    // Through ccache (a fresh cache: every compile misses), which calls
+    // distcc as its prefix; then without ccache, through the masquerade
+    // links. Both servers get compiles each time.
+    for (how, setting) in [
+        ("ccache", format!("CCACHE_DIR={dir}/ccache")),
+        ("masquerade", "CCACHE=0".to_string()),
+    ] {
+        let before = (one.compiles().len(), two.compiles().len());
+        let o = p
+            .rhbuild(&[
+                "run",
+                "scripts/spread.rhai",
+                "--arch",
+                "t",
+                "-j",
+                "4",
+                "--set",
+                &format!("DISTCC_HOSTS={hosts}"),
+                "--set",
+                &setting,
+            ])
+            .success();
+        let mut waited = 0;
+        while (one.compiles().len() == before.0 || two.compiles().len() == before.1) && waited < 50
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            waited += 1;
+        }
+        let (a, b) = (one.compiles(), two.compiles());
+        assert!(
+            a.len() > before.0 && b.len() > before.1,
+            "{how}: not both servers compiled: {a:?} {b:?}\n{}\n{}",
+            o.stderr,
+            p.read("build/t/logs/spread.log")
+        );
+        // The servers compiled this package's files, reached through the
+        // forwarded ports of a full sandbox.
+        assert!(
+            a.iter()
+                .chain(&b)
+                .any(|l| l.contains("f0.c") || l.contains(".i")),
+            "{a:?}"
+        );
+        eprintln!(
+            "{how}: {} and {} compiles on the two servers",
+            a.len() - before.0,
+            b.len() - before.1
+        );
+        let m = p.read("build/t/spread/manifest.json");
+        assert!(
+            m.contains("\"sandbox\": \"full:") && m.contains("(forwarded)"),
+            "{m}"
+        );
+        assert!(!o.stderr.contains("sandbox"), "{}", o.stderr);
+    }
+    assert!(
+        processes_mentioning(p.root.as_str()).is_empty(),
+        "left running: {:?}",
+        processes_mentioning(p.root.as_str())
+    );
+    eprintln!("both runs took {:.1} s", started.elapsed().as_secs_f64());
+}

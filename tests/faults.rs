@@ -495,6 +495,139 @@ fn nothing_a_command_started_outlives_it() {
     );
 }
 
+/// A stand-in distcc server on every address (so only the sandbox keeps
+/// a command from reaching it elsewhere than through its forward): it
+/// answers each connection with a line and counts them.
+fn counting_server() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = std::io::Write::write_all(&mut c, b"served\n");
+        }
+    });
+    (port, count)
+}
+
+/// This machine's address on its way out (no packet is sent), if it has one.
+fn own_address() -> Option<std::net::IpAddr> {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    s.connect("192.0.2.1:9").ok()?;
+    Some(s.local_addr().ok()?.ip()).filter(|ip| !ip.is_unspecified() && !ip.is_loopback())
+}
+
+/// The victim stage run with `extra` arguments, pretending the kernel
+/// lacks `deny` (see `RHBUILD_SANDBOX_DENY`; empty: nothing).
+fn run_stage_with(p: &TestProject, extra: &[&str], deny: &str) -> crate::util::Output {
+    let mut args = vec!["run", "scripts/victim-stage.rhai", "--arch", "t"];
+    args.extend_from_slice(extra);
+    p.rhbuild(&args).env("RHBUILD_SANDBOX_DENY", deny).output()
+}
+
+/// The faults project, with perl (to try a bind) among its host tools.
+fn project_with_perl() -> TestProject {
+    let p = project();
+    p.write(
+        "scripts/host-tools.rhai",
+        r#"export const output = "host";
+export const tools = true;
+ctx.host_tools(["sh", "bash", "cat", "touch", "sleep", "echo", "head", "grep", "true", "perl"]);
+"#,
+    );
+    p
+}
+
+#[test]
+fn a_build_command_reaches_the_distcc_servers_and_nothing_else() {
+    let (port, served) = counting_server();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    other.set_nonblocking(true).unwrap();
+    let elsewhere = own_address()
+        .map(|ip| ip.to_string())
+        .unwrap_or("10.0.2.2".into());
+    let p = project_with_perl();
+    let hosts = format!("DISTCC_HOSTS=127.0.0.1:{port}/2");
+    package_running(
+        &p,
+        &format!(
+            r#"["bash", "-c", "set -e; exec 3<>/dev/tcp/127.0.0.1/{port}; head -1 <&3 | grep -q served; echo DISTCC_HOSTS=$DISTCC_HOSTS; if (exec 4<>/dev/tcp/127.0.0.1/{other_port}); then echo other-port; exit 1; fi; if (exec 5<>/dev/tcp/{elsewhere}/{port}); then echo other-address; exit 1; fi; if perl -MIO::Socket::INET -e 'IO::Socket::INET->new(Listen => 1, LocalAddr => q(127.0.0.1), LocalPort => 0) or exit 1'; then echo bound; exit 1; fi; echo only-the-server"]"#
+        ),
+    );
+    let o = run_stage_with(&p, &["--set", &hosts], "");
+    let log = p.read("build/t/logs/evil.log");
+    assert!(o.status.success(), "{}\n{log}", o.stderr);
+    says(&log, "only-the-server");
+    // The command saw the forward's port, the server's own here.
+    says(&log, &format!("DISTCC_HOSTS=127.0.0.1:{port}/2"));
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1, "{log}");
+    assert!(other.accept().is_err(), "the other port got a connection");
+    let m = p.read("build/t/victim-stage/manifest.json");
+    assert!(
+        m.contains(&format!("tcp to 127.0.0.1:{port} (forwarded)")),
+        "{m}"
+    );
+    // The forwarder ended with the command.
+    let left = crate::distcc::processes_mentioning(p.root.as_str());
+    assert!(left.is_empty(), "left running: {left:?}");
+
+    // Without a network namespace, the run says what is not confined,
+    // and `--sandbox require` refuses.
+    std::fs::remove_dir_all(p.root.join("build/t/victim-stage")).unwrap();
+    let o = run_stage_with(&p, &["--set", &hosts], "netns");
+    says(&o.stderr, "partial sandbox");
+    says(
+        &o.stderr,
+        &format!(
+            "reach the distcc servers directly, and Landlock lets them connect to TCP port {port} on any address"
+        ),
+    );
+    let o = run_stage_with(&p, &["--set", &hosts, "--sandbox", "require"], "netns");
+    assert!(!o.status.success());
+    says(&o.stderr, "cannot be fully enforced");
+    // A host the sandbox cannot forward to is refused, naming the setting.
+    let o = run_stage_with(&p, &["--set", "DISTCC_HOSTS=@builder/4"], "");
+    assert!(!o.status.success());
+    says(&o.stderr, "`DISTCC_HOSTS`: `@builder/4` is an ssh host");
+}
+
+#[test]
+fn sigint_while_a_command_talks_to_a_distcc_server_leaves_nothing_running() {
+    let (port, served) = counting_server();
+    let p = project_with_perl();
+    let tag = 434343 + std::process::id() % 1000;
+    let marker = p.root.join("build/t/work/evil/connected");
+    package_running(
+        &p,
+        &format!(
+            r#"["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/{port} && touch connected && sleep {tag}"]"#
+        ),
+    );
+    let child = spawn_run(
+        &p,
+        &[
+            "run",
+            "scripts/victim-stage.rhai",
+            "--arch",
+            "t",
+            "--set",
+            &format!("DISTCC_HOSTS=127.0.0.1:{port}"),
+        ],
+    );
+    wait_for(&marker);
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 1);
+    interrupt_and_expect_130(child);
+    std::thread::sleep(Duration::from_millis(300));
+    let left = crate::distcc::processes_mentioning(p.root.as_str());
+    assert!(left.is_empty(), "left running: {left:?}");
+    let left = crate::distcc::processes_mentioning(&format!("sleep {tag}"));
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert!(!p.root.join("build/t/victim-stage").exists());
+}
+
 #[test]
 fn a_partial_sandbox_is_said_and_recorded_and_require_fails_clearly() {
     let p = project();
@@ -930,6 +1063,11 @@ fn interrupted_run(p: &TestProject, name: &str, marker: &Utf8Path) {
     let child = spawn_run(p, &["run", &format!("scripts/{name}.rhai"), "--arch", "t"]);
     wait_for(marker);
     std::thread::sleep(Duration::from_millis(500));
+    interrupt_and_expect_130(child);
+}
+
+/// SIGINT to a run, which must exit with status 130.
+fn interrupt_and_expect_130(child: std::process::Child) {
     interrupt(&child);
     let o = child.wait_with_output().unwrap();
     assert_eq!(

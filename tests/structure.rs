@@ -118,6 +118,7 @@ const LAYERS: &[&[&str]] = &[
         "project",
         "matrix",
         "ccwrap",
+        "distcc",
         "fsutil",
         "jobserver",
         "settings",

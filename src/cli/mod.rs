@@ -75,9 +75,13 @@ enum Command {
 }
 
 /// Entry point of the `rhbuild` binary. When invoked under a compiler name
-/// (through a link in a toolchain's `bin/`), it acts as the compiler wrapper.
+/// (through a link in a toolchain's `bin/`), it acts as the compiler wrapper;
+/// as the airlock's `prefix/distcc`, as ccache's distcc prefix.
 pub fn main() -> ExitCode {
     if let Some(code) = crate::ccwrap::dispatch() {
+        return code;
+    }
+    if let Some(code) = crate::distcc::dispatch() {
         return code;
     }
     let cli = Cli::parse();
