@@ -1,7 +1,7 @@
 //! Small file helpers several primitives share: the tail of a log (what a
 //! failure shows) and publishing a finished file under its final name.
 
-use camino::Utf8Path;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
@@ -80,6 +80,31 @@ pub fn iso_date(epoch: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}Z")
 }
 
+/// `to` as a path relative to the directory `from` (both absolute; `.` and
+/// `..` components are taken as text, so give clean paths): what a build
+/// that records its source directory (gcc's `Configured with:`, `__FILE__`
+/// in assertions) is told, so the record does not name the build directory.
+/// Anything not absolute comes back unchanged.
+pub fn relative_path(from: &Utf8Path, to: &Utf8Path) -> Utf8PathBuf {
+    if !from.is_absolute() || !to.is_absolute() {
+        return to.to_owned();
+    }
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut rel = Utf8PathBuf::new();
+    for _ in common..a.len() {
+        rel.push("..");
+    }
+    for c in &b[common..] {
+        rel.push(c.as_str());
+    }
+    if rel.as_str().is_empty() {
+        rel.push(".");
+    }
+    rel
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -103,5 +128,18 @@ mod tests {
         assert_eq!(last_lines("a\nb\nc\n", 2), "b\nc");
         assert_eq!(last_lines("a\n", 5), "a");
         assert_eq!(last_lines("", 5), "");
+    }
+
+    #[test]
+    fn relative_paths_climb_to_the_common_directory() {
+        let r = |a: &str, b: &str| relative_path(Utf8Path::new(a), Utf8Path::new(b)).to_string();
+        assert_eq!(r("/b/sh4/work/gcc", "/b/src/gcc-12"), "../../../src/gcc-12");
+        assert_eq!(r("/b/work", "/b/work/gcc"), "gcc");
+        assert_eq!(r("/b/work", "/b/work"), ".");
+        assert_eq!(r("/b/work/", "/b/work/x/"), "x");
+        assert_eq!(r("/a", "/b"), "../b");
+        assert_eq!(r("/", "/usr/bin"), "usr/bin");
+        assert_eq!(r("relative", "/x"), "/x");
+        assert_eq!(r("/x", "y"), "y");
     }
 }

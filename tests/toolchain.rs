@@ -208,6 +208,7 @@ fn from_source(arch: &str, triple: &str, qemu_user: &str) {
     );
 
     assert_host_programs_stripped(&built, triple);
+    assert_names_no_build_path(&built);
 
     // Moved: a copy somewhere else entirely.
     let tmp = tempfile::tempdir().unwrap();
@@ -325,6 +326,45 @@ from_source_test!(
     "x86_64-linux-musl",
     "qemu-x86_64-static"
 );
+
+/// No file of the toolchain records where it was built: not the build
+/// directory (the tests' differs from every user's) and not the stage's
+/// temporary output name, which gcc's driver, the binutils' scripts and
+/// the target libraries' debug information would otherwise carry. What
+/// bench/reproducible.sh shows over two whole builds, checked here on one.
+fn assert_names_no_build_path(built: &Utf8Path) {
+    let dir = build_dir();
+    let needles = [dir.as_str().as_bytes(), b".cross-compiler.part-".as_slice()];
+    let mut offenders = Vec::new();
+    let mut stack = vec![built.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{d}: {e}")) {
+            let entry = entry.unwrap();
+            let path = Utf8PathBuf::from_path_buf(entry.path()).unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                if path != built.join("dist") {
+                    stack.push(path);
+                }
+            } else if kind.is_file() && path.file_name() != Some("manifest.json") {
+                let bytes = std::fs::read(&path).unwrap();
+                if needles
+                    .iter()
+                    .any(|n| bytes.windows(n.len()).any(|w| w == *n))
+                {
+                    offenders.push(path.strip_prefix(built).unwrap().to_string());
+                }
+            }
+        }
+    }
+    offenders.sort();
+    assert!(
+        offenders.is_empty(),
+        "{} files of the toolchain name the build directory {dir} or the temporary output: {}",
+        offenders.len(),
+        offenders.join(", ")
+    );
+}
 
 /// The programs of the toolchain that run on the build host (the driver,
 /// the compilers proper, the assembler and linker) carry neither debug

@@ -92,6 +92,9 @@ mod plain {
                 .map(|p| p.to_string())
                 .unwrap_or_default()
         });
+        engine.register_fn("relative_path", |from: &str, to: &str| {
+            crate::fsutil::relative_path(Utf8Path::new(from), Utf8Path::new(to)).to_string()
+        });
         engine.register_fn("join", |a: Array, sep: &str| {
             a.iter()
                 .map(|v| v.to_string())
