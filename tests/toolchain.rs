@@ -321,6 +321,18 @@ from_source_test!(
     "qemu-riscv64-static"
 );
 from_source_test!(
+    toolchain_armv4tl_from_source,
+    "armv4tl",
+    "armv4tl-linux-musleabi",
+    "qemu-arm-static"
+);
+from_source_test!(
+    toolchain_mips64_from_source,
+    "mips64",
+    "mips64-linux-musl",
+    "qemu-mips64-static"
+);
+from_source_test!(
     toolchain_x86_64_from_source,
     "x86_64",
     "x86_64-linux-musl",
