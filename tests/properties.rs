@@ -4,6 +4,7 @@
 //! kconfig parser (never a panic; what it renders parses back the same),
 //! and random trees through the cpio writer (read back, they are the tree).
 
+use crate::util::walk;
 use camino::{Utf8Path, Utf8PathBuf};
 use proptest::prelude::*;
 use std::io::{Read, Write};
@@ -125,19 +126,6 @@ fn resolve_on_disk(path: &std::path::Path) -> Option<std::path::PathBuf> {
         }
     }
     Some(out)
-}
-
-fn walk(dir: &Utf8Path, out: &mut Vec<Utf8PathBuf>) {
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = Utf8PathBuf::from_path_buf(e.path()).unwrap();
-            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            out.push(p.clone());
-            if is_dir {
-                walk(&p, out);
-            }
-        }
-    }
 }
 
 proptest! {

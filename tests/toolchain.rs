@@ -11,7 +11,7 @@
 //! They keep their build directory (target/tmp/toolchain-build, or
 //! RHBUILD_BUILD_DIR when set) between runs, so a second run only checks.
 
-use crate::util::require_tool;
+use crate::util::{require_tool, walk};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -347,28 +347,21 @@ from_source_test!(
 fn assert_names_no_build_path(built: &Utf8Path) {
     let dir = build_dir();
     let needles = [dir.as_str().as_bytes(), b".cross-compiler.part-".as_slice()];
-    let mut offenders = Vec::new();
-    let mut stack = vec![built.to_owned()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{d}: {e}")) {
-            let entry = entry.unwrap();
-            let path = Utf8PathBuf::from_path_buf(entry.path()).unwrap();
-            let kind = entry.file_type().unwrap();
-            if kind.is_dir() {
-                if path != built.join("dist") {
-                    stack.push(path);
-                }
-            } else if kind.is_file() && path.file_name() != Some("manifest.json") {
-                let bytes = std::fs::read(&path).unwrap();
-                if needles
-                    .iter()
-                    .any(|n| bytes.windows(n.len()).any(|w| w == *n))
-                {
-                    offenders.push(path.strip_prefix(built).unwrap().to_string());
-                }
-            }
-        }
-    }
+    let mut paths = Vec::new();
+    walk(built, &mut paths);
+    let dist = built.join("dist");
+    let mut offenders: Vec<String> = paths
+        .iter()
+        .filter(|p| !p.starts_with(&dist) && p.file_name() != Some("manifest.json"))
+        .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file()))
+        .filter(|p| {
+            let bytes = std::fs::read(p).unwrap();
+            needles
+                .iter()
+                .any(|n| bytes.windows(n.len()).any(|w| w == *n))
+        })
+        .map(|p| p.strip_prefix(built).unwrap().to_string())
+        .collect();
     offenders.sort();
     assert!(
         offenders.is_empty(),

@@ -210,3 +210,19 @@ pub fn require_tool(tool: &str, package: &str) {
         "`{tool}` is not installed; this test needs it: apt-get install {package}"
     );
 }
+
+/// Every path beneath `dir` (not `dir` itself), directories before what
+/// they hold; links are listed, not followed. Unreadable directories are
+/// skipped.
+pub fn walk(dir: &Utf8Path, out: &mut Vec<Utf8PathBuf>) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = Utf8PathBuf::from_path_buf(e.path()).unwrap();
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            out.push(p.clone());
+            if is_dir {
+                walk(&p, out);
+            }
+        }
+    }
+}
