@@ -107,6 +107,48 @@ impl BuildLock {
     }
 }
 
+/// A lock on one per-host stage (`build/all/.<output>.lock`), which target
+/// runs side by side under one build lock (build-all) take in turn: the
+/// first builds the stage, the others wait and then find it up to date.
+#[derive(Debug)]
+pub struct StageLock {
+    _fd: OwnedFd,
+}
+
+impl StageLock {
+    /// Wait for the lock file `rel` beneath the build directory, polling
+    /// `interrupt`; `what` names the stage in the message said once.
+    pub fn acquire(
+        build: &Root,
+        rel: &Utf8Path,
+        what: &str,
+        interrupt: &Interrupt,
+    ) -> io::Result<StageLock> {
+        if let Some(parent) = rel.parent() {
+            build.mkdir_all(parent)?;
+        }
+        let fd = OwnedFd::from(build.append_file(rel)?);
+        let mut said = false;
+        loop {
+            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Ok(StageLock { _fd: fd }),
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    if !said {
+                        println!("    waiting for another target's run to finish {what}");
+                        said = true;
+                    }
+                    if interrupt.is_set() {
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
 fn open_lock(build: &Root) -> io::Result<OwnedFd> {
     let fd = build.locate(Utf8Path::new(""))?;
     Ok(rustix::fs::openat(

@@ -105,6 +105,15 @@ impl Settings {
         }
     }
 
+    /// The same layers without the target's: what a per-host stage sees
+    /// (see `stage`), so that every target reads the same values.
+    pub fn without_target(&self) -> Settings {
+        Settings {
+            target: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
     /// The settings given with `--set`.
     pub fn command_line(&self) -> &BTreeMap<String, String> {
         &self.cli

@@ -322,7 +322,8 @@ impl Ctx {
         Ok(work)
     }
 
-    /// A fresh empty directory `build/<arch>/work/<name>`.
+    /// A fresh empty directory `build/<arch>/work/<name>` (`build/all/work`
+    /// for a per-host stage).
     pub fn work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
         if name.contains('/') || name.starts_with('.') || name.is_empty() {
             return Err(format!("work directory name `{name}` must be a plain name"));
@@ -331,7 +332,7 @@ impl Ctx {
     }
 
     fn fresh_work_dir(&self, name: &str) -> PrimResult<Utf8PathBuf> {
-        let work = self.run.arch_dir().join("work").join(name);
+        let work = self.frame.home.join("work").join(name);
         let build = self.run.policy.build();
         let rel = self.run.build_rel(&work)?;
         build

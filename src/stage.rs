@@ -6,6 +6,13 @@
 //! succeeded, together with a manifest of the inputs it read. A stage whose
 //! recorded inputs all still hold is skipped. A script without `output` is
 //! an action (download, run-emulator, smoketest) and always runs.
+//!
+//! A stage that also exports `per_host = true` is built once for every
+//! target: it lives in `build/all/<output>`, sees no target's settings
+//! (only local.rhai's, the environment's and `--set`), cannot read
+//! `ctx.arch` or use a target's stages, and runs its commands with only its
+//! own `bin/` as the airlock. Target runs side by side (build-all) take
+//! turns on it through a lock of its own, so it is built once.
 
 use crate::airlock::{self, Airlock};
 use crate::confine::AccessPolicy;
@@ -16,7 +23,7 @@ use crate::manifest::{Inputs, Manifest};
 use crate::package::{self, Package};
 use crate::sandbox::{Level as SandboxLevel, Sandbox};
 use crate::settings::Settings;
-use crate::target::Target;
+use crate::target::{PER_HOST_DIR, Target};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -75,6 +82,8 @@ pub struct Run {
     pub engine: ScriptEngine,
     pub target: Target,
     pub settings: Settings,
+    /// The settings without the target's layer: what per-host stages see.
+    pub host_settings: Settings,
     pub build_dir: Utf8PathBuf,
     pub jobs: usize,
     pub overrides: BTreeMap<String, Utf8PathBuf>,
@@ -150,6 +159,12 @@ pub struct Frame {
     /// Time spent bringing upstream stages up to date from this frame, so a
     /// stage's reported time is its own.
     pub upstream_time: Arc<Mutex<std::time::Duration>>,
+    /// A per-host stage (or a package it builds): no target's settings,
+    /// stages or tools.
+    pub per_host: bool,
+    /// Where its logs, work and temporary directories are: `build/<arch>`,
+    /// or `build/all` for a per-host stage.
+    pub home: Utf8PathBuf,
 }
 
 /// The value scripts know as `ctx`.
@@ -269,6 +284,7 @@ impl Run {
         Ok(Arc::new(Run {
             engine,
             target,
+            host_settings: settings.without_target(),
             settings,
             build_dir,
             jobs: cfg.jobs.max(1),
@@ -354,6 +370,26 @@ impl Run {
         self.build_dir.join(&self.target.name)
     }
 
+    /// Where a stage's output, logs and work go: its target's directory,
+    /// or `build/all` for a per-host stage (see the module's notes).
+    pub fn place(&self, per_host: bool) -> &str {
+        if per_host {
+            PER_HOST_DIR
+        } else {
+            &self.target.name
+        }
+    }
+
+    /// Whether the stage `name` (scripts/<name>.rhai) is per-host.
+    pub fn is_per_host(&self, name: &str) -> Result<bool, ScriptError> {
+        let rel = Utf8PathBuf::from(format!("scripts/{name}.rhai"));
+        if !self.engine.project.root.join(&rel).is_file() {
+            return Ok(false);
+        }
+        let ast = self.engine.compile(&rel, &ScriptEngine::stage_scope())?;
+        Ok(crate::engine::literal_true(&ast, "per_host"))
+    }
+
     pub fn logs_dir(&self) -> Utf8PathBuf {
         self.arch_dir().join("logs")
     }
@@ -413,14 +449,24 @@ impl Run {
     /// The airlock commands run in: PATH holds only `build/<arch>/host/bin`
     /// and the cross compiler's `bin`.
     /// A tool stage's own `bin` (while it is being built) comes first, so
-    /// it can use the tools it just made.
-    pub fn airlock(&self, own: Option<&Utf8Path>, env: BTreeMap<String, String>) -> Airlock {
+    /// it can use the tools it just made. A per-host stage's commands have
+    /// only its own `bin`: nothing of a target.
+    pub fn airlock(
+        &self,
+        own: Option<&Utf8Path>,
+        per_host: bool,
+        env: BTreeMap<String, String>,
+    ) -> Airlock {
         let mut path = Vec::new();
+        let tools = match (per_host, own) {
+            (true, Some(o)) => o.to_owned(),
+            _ => self.arch_dir().join("host/bin"),
+        };
         // Compiles that do not go through ccache (which calls distcc as
         // its prefix) go through distcc's masquerade links: the host
         // compiler's always, the toolchain's only where it is not being
         // built.
-        if self.distcc.is_some() && !self.ccache_used() {
+        if self.distcc.is_some() && !self.ccache_used(&tools) {
             let dir = self.arch_dir().join("distcc");
             path.push(dir.join("host"));
             if own.is_none() {
@@ -430,8 +476,10 @@ impl Run {
         if let Some(o) = own {
             path.push(o.to_owned());
         }
-        path.push(self.arch_dir().join("host/bin"));
-        path.push(self.arch_dir().join("cross-compiler/bin"));
+        if !per_host {
+            path.push(self.arch_dir().join("host/bin"));
+            path.push(self.arch_dir().join("cross-compiler/bin"));
+        }
         Airlock {
             path,
             env,
@@ -444,17 +492,14 @@ impl Run {
     }
 
     /// Whether compiles go through ccache: the rule of `stdlib/cross.rhai`
-    /// (ccache in the airlock, `CCACHE` not 0), read here without
-    /// recording it, to choose how they reach distcc.
-    fn ccache_used(&self) -> bool {
+    /// (ccache among the airlock's tools in `tools`, `CCACHE` not 0), read
+    /// here without recording it, to choose how they reach distcc.
+    fn ccache_used(&self, tools: &Utf8Path) -> bool {
         self.settings.get("CCACHE") != Some("0")
             && self
-                .policy
-                .build()
-                .exists(&Utf8PathBuf::from(format!(
-                    "{}/host/bin/ccache",
-                    self.arch()
-                )))
+                .build_rel(&tools.join("ccache"))
+                .ok()
+                .and_then(|rel| self.policy.build().exists(&rel).ok())
                 .unwrap_or(false)
     }
 
@@ -526,18 +571,22 @@ impl Run {
         chain: Vec<String>,
         out: Option<Utf8PathBuf>,
         log_name: &str,
+        per_host: bool,
     ) -> Arc<Frame> {
+        let home = self.build_dir.join(self.place(per_host));
         Arc::new(Frame {
             stage: stage.to_string(),
             chain,
             out,
             package: None,
-            log: self.logs_dir().join(format!("{log_name}.log")),
+            log: home.join("logs").join(format!("{log_name}.log")),
             inputs: Arc::new(Mutex::new(Inputs::default())),
             unverified: Arc::new(Mutex::new(Vec::new())),
             opts: rhai::Map::new(),
             own_bin: None,
             upstream_time: Arc::new(Mutex::new(std::time::Duration::ZERO)),
+            per_host,
+            home,
         })
     }
 
@@ -562,7 +611,7 @@ impl Run {
     fn run_action(self: &Arc<Self>, rel: &Utf8Path) -> Result<(), ScriptError> {
         let name = rel.file_stem().unwrap_or("script").to_string();
         self.make_build_dir(&self.logs_dir())?;
-        let frame = self.new_frame(&name, vec![name.clone()], None, &name);
+        let frame = self.new_frame(&name, vec![name.clone()], None, &name, false);
         self.exec(rel, frame)
     }
 
@@ -641,12 +690,14 @@ impl Run {
         if chain.contains(&name) {
             return Err(cycle(chain));
         }
+        let per_host = crate::engine::literal_true(&ast, "per_host");
+        let dir = self.build_dir.join(self.place(per_host)).join(&output);
         let waiter = chain.last().cloned();
         {
             let mut p = self.progress.lock().unwrap();
             loop {
                 if let Some(h) = self.done.lock().unwrap().get(&name) {
-                    return Ok((self.arch_dir().join(&output), h.clone()));
+                    return Ok((dir, h.clone()));
                 }
                 if p.failed.contains(&name) {
                     return Err(ScriptError::Other(format!("stage `{name}` failed")));
@@ -677,7 +728,25 @@ impl Run {
         }
         let mut inner = chain.to_vec();
         inner.push(name.clone());
-        let result = self.bring_up_to_date(rel, &name, &output, &inner);
+        let result = if per_host {
+            // Another target's run (build-all) may be building it: take
+            // turns, then find it up to date.
+            let lock = Utf8PathBuf::from(format!("{PER_HOST_DIR}/.{output}.lock"));
+            match crate::lock::StageLock::acquire(
+                self.policy.build(),
+                &lock,
+                &format!("the per-host stage `{name}`"),
+                &self.interrupt,
+            ) {
+                Ok(_held) => self.bring_up_to_date(rel, &name, &output, &inner, true),
+                Err(e) => Err(ScriptError::Other(format!(
+                    "cannot lock the per-host stage `{name}` (`{}`): {e}",
+                    self.build_dir.join(&lock)
+                ))),
+            }
+        } else {
+            self.bring_up_to_date(rel, &name, &output, &inner, false)
+        };
         {
             let mut p = self.progress.lock().unwrap();
             p.active.remove(&name);
@@ -692,7 +761,7 @@ impl Run {
             self.settled.notify_all();
         }
         let hash = result?;
-        Ok((self.arch_dir().join(&output), hash))
+        Ok((dir, hash))
     }
 
     /// The content key of the stage build `hash` (brought up to date in
@@ -712,20 +781,21 @@ impl Run {
         name: &str,
         output: &str,
         chain: &[String],
+        per_host: bool,
     ) -> Result<String, ScriptError> {
-        let dest = self.arch_dir().join(output);
+        let place = self.place(per_host).to_string();
         let build = self.policy.build();
-        let dest_rel = Utf8PathBuf::from(format!("{}/{output}", self.arch()));
+        let dest_rel = Utf8PathBuf::from(format!("{place}/{output}"));
         let previous = Manifest::read_in(build, &dest_rel);
         let why = match &previous {
             _ if self.forced.iter().any(|f| f == name) => {
                 vec!["it was forced (--force)".to_string()]
             }
             None => vec!["no finished build of it".to_string()],
-            Some(m) => self.changes(&m.inputs, chain)?,
+            Some(m) => self.changes(&m.inputs, chain, per_host)?,
         };
         if let Some(m) = previous.filter(|_| why.is_empty()) {
-            self.say(format!("--- {name} ({}): up to date", self.arch()));
+            self.say(format!("--- {name} ({place}): up to date"));
             self.event(
                 "up-to-date",
                 serde_json::json!({ "stage": name, "seconds": m.seconds }),
@@ -744,7 +814,7 @@ impl Run {
             self.keys.lock().unwrap().insert(m.hash.clone(), key);
             return Ok(m.hash);
         }
-        self.say(format!("=== {name} ({})", self.arch()));
+        self.say(format!("=== {name} ({place})"));
         if self.explain {
             const SHOWN: usize = 8;
             for w in why.iter().take(SHOWN) {
@@ -759,12 +829,8 @@ impl Run {
         let io = |what: &str, p: &Utf8Path, e: std::io::Error| {
             ScriptError::Other(format!("cannot {what} `{p}`: {e}"))
         };
-        self.make_build_dir(&self.logs_dir())?;
-        let tmp_rel = Utf8PathBuf::from(format!(
-            "{}/.{output}.part-{}",
-            self.arch(),
-            std::process::id()
-        ));
+        self.make_build_dir(&self.build_dir.join(&place).join("logs"))?;
+        let tmp_rel = Utf8PathBuf::from(format!("{place}/.{output}.part-{}", std::process::id()));
         let tmp = build.join(&tmp_rel);
         build
             .remove_all(&tmp_rel, Some(&self.interrupt))
@@ -772,7 +838,7 @@ impl Run {
         build
             .mkdir_all(&tmp_rel)
             .map_err(|e| io("create", &tmp, e))?;
-        let mut frame = self.new_frame(name, chain.to_vec(), Some(tmp.clone()), name);
+        let mut frame = self.new_frame(name, chain.to_vec(), Some(tmp.clone()), name, per_host);
         if crate::engine::literal_true(
             &self.engine.compile(rel, &ScriptEngine::stage_scope())?,
             "tools",
@@ -806,7 +872,7 @@ impl Run {
         let hash = crate::checksum::sha256_bytes(
             format!(
                 "{} {} {}",
-                inputs.hash(name, self.arch()),
+                inputs.hash(name, &place),
                 std::process::id(),
                 std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -823,7 +889,7 @@ impl Run {
         self.keys.lock().unwrap().insert(hash.clone(), key.clone());
         let manifest = Manifest {
             stage: name.to_string(),
-            arch: self.arch().to_string(),
+            arch: place.clone(),
             hash: hash.clone(),
             key,
             rhbuild: env!("CARGO_PKG_VERSION").to_string(),
@@ -846,11 +912,7 @@ impl Run {
             let _ = build.remove_all(&tmp_rel, None);
             return Err(e);
         }
-        let _ = dest;
-        self.say(format!(
-            "    {name} ({}) done in {own_time:.1} s",
-            self.arch()
-        ));
+        self.say(format!("    {name} ({place}) done in {own_time:.1} s"));
         self.event(
             "done",
             serde_json::json!({ "stage": name, "seconds": own_time }),
@@ -865,7 +927,13 @@ impl Run {
         self: &Arc<Self>,
         inputs: &Inputs,
         chain: &[String],
+        per_host: bool,
     ) -> Result<Vec<String>, ScriptError> {
+        let settings = if per_host {
+            &self.host_settings
+        } else {
+            &self.settings
+        };
         let mut out = Vec::new();
         let short = |h: &str| h.chars().take(12).collect::<String>();
         for (f, h) in &inputs.files {
@@ -889,7 +957,7 @@ impl Run {
             }
         }
         for (k, v) in &inputs.settings {
-            let now = self.settings.get(k);
+            let now = settings.get(k);
             if now != v.as_deref() {
                 let show = |v: Option<&str>| v.map_or("(unset)".to_string(), |v| format!("`{v}`"));
                 out.push(format!(
@@ -970,11 +1038,28 @@ impl Ctx {
     }
 
     /// The target's name for a script (`ctx.arch`), recorded: what the
-    /// script makes of it depends on the target itself.
-    pub fn read_arch(&self) -> String {
+    /// script makes of it depends on the target itself. A per-host stage
+    /// has no target.
+    pub fn read_arch(&self) -> PrimResult<String> {
+        if self.frame.per_host {
+            return Err(format!(
+                "`{}` is a per-host stage, built once for every target: it has no `ctx.arch`",
+                self.frame.stage
+            ));
+        }
         let arch = self.arch();
         self.frame.inputs.lock().unwrap().arch = Some(arch.clone());
-        arch
+        Ok(arch)
+    }
+
+    /// The settings this frame sees: a per-host stage's leave the target's
+    /// out.
+    pub fn settings(&self) -> &Settings {
+        if self.frame.per_host {
+            &self.run.host_settings
+        } else {
+            &self.run.settings
+        }
     }
 
     pub(crate) fn record_setting(&self, key: &str, value: Option<&str>) {
@@ -988,9 +1073,15 @@ impl Ctx {
 
     /// A setting's value; an error naming the setting when it is unset.
     pub fn setting(&self, key: &str) -> PrimResult<String> {
-        let v = self.run.settings.get(key);
+        let v = self.settings().get(key);
         self.record_setting(key, v);
         v.map(str::to_owned).ok_or_else(|| {
+            if self.frame.per_host {
+                return format!(
+                    "setting `{key}` is not set: `{}` is a per-host stage, built once for every target, so it sees only local.rhai, the environment and `--set {key}=VALUE`, never a target's settings",
+                    self.frame.stage
+                );
+            }
             format!(
                 "setting `{key}` is not set: define it in `{}`, the environment, or with `--set {key}=VALUE`",
                 self.run.target.file
@@ -999,7 +1090,7 @@ impl Ctx {
     }
 
     pub fn setting_or(&self, key: &str, default: &str) -> String {
-        let v = self.run.settings.get(key);
+        let v = self.settings().get(key);
         self.record_setting(key, v);
         v.unwrap_or(default).to_string()
     }
@@ -1025,6 +1116,23 @@ impl Ctx {
     /// output directories in order. The first failure is the error, after
     /// the others finished.
     pub fn stages(&self, names: &[String]) -> PrimResult<Vec<Utf8PathBuf>> {
+        if self.frame.per_host {
+            for n in names {
+                match self.run.is_per_host(n) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Err(format!(
+                            "`{}` is a per-host stage, built once for every target: it can use only other per-host stages, and `{n}` is a target's",
+                            self.frame.stage
+                        ));
+                    }
+                    Err(e) => {
+                        self.run.keep_failure(e);
+                        return Err(format!("stage `{n}` could not be read"));
+                    }
+                }
+            }
+        }
         let started = Instant::now();
         let chain = &self.frame.chain;
         let results = self.run.stages_side_by_side(names, chain);
@@ -1194,19 +1302,13 @@ impl Ctx {
                 pkg.file
             ));
         }
+        let place = self.run.place(self.frame.per_host);
         if step == "build" {
-            self.run.say(format!(
-                "=== {} ({} {})",
-                name,
-                self.run.arch(),
-                self.frame.stage
-            ));
+            self.run
+                .say(format!("=== {} ({place} {})", name, self.frame.stage));
         } else {
-            self.run.say(format!(
-                "=== {name} {step} ({} {})",
-                self.run.arch(),
-                self.frame.stage
-            ));
+            self.run
+                .say(format!("=== {name} {step} ({place} {})", self.frame.stage));
         }
         let started = Instant::now();
         {
@@ -1224,10 +1326,11 @@ impl Ctx {
                 }
             }
         }
+        let logs = self.frame.home.join("logs");
         let log = if step == "build" {
-            self.run.logs_dir().join(format!("{name}.log"))
+            logs.join(format!("{name}.log"))
         } else {
-            self.run.logs_dir().join(format!("{name}-{step}.log"))
+            logs.join(format!("{name}-{step}.log"))
         };
         if let Err(e) = self.run.truncate_log(&log) {
             self.run.keep_failure(e);
@@ -1244,6 +1347,8 @@ impl Ctx {
             opts,
             own_bin: self.frame.own_bin.clone(),
             upstream_time: self.frame.upstream_time.clone(),
+            per_host: self.frame.per_host,
+            home: self.frame.home.clone(),
         });
         let child = Ctx {
             run: self.run.clone(),
@@ -1299,7 +1404,11 @@ impl Ctx {
     ) -> PrimResult<()> {
         let cmd = self.command(cwd, argv, env)?;
         self.run
-            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .airlock(
+                self.frame.own_bin.as_deref(),
+                self.frame.per_host,
+                BTreeMap::new(),
+            )
             .run(&cmd)
             .map_err(|e| format!("{e}"))
     }
@@ -1308,7 +1417,11 @@ impl Ctx {
     pub fn run_on_terminal(&self, cwd: &Utf8Path, argv: Vec<String>) -> PrimResult<()> {
         let cmd = self.command(cwd, argv, BTreeMap::new())?;
         self.run
-            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .airlock(
+                self.frame.own_bin.as_deref(),
+                self.frame.per_host,
+                BTreeMap::new(),
+            )
             .run_on_terminal(&cmd)
             .map_err(|e| format!("{e}"))
     }
@@ -1322,7 +1435,11 @@ impl Ctx {
     ) -> PrimResult<String> {
         let cmd = self.command(cwd, argv, env)?;
         self.run
-            .airlock(self.frame.own_bin.as_deref(), BTreeMap::new())
+            .airlock(
+                self.frame.own_bin.as_deref(),
+                self.frame.per_host,
+                BTreeMap::new(),
+            )
             .output(&cmd)
             .map_err(|e| format!("{e}"))
     }
@@ -1341,11 +1458,11 @@ impl Ctx {
         }
         let mut env = env;
         env.entry("HOME".into())
-            .or_insert_with(|| self.run.arch_dir().join("work").to_string());
+            .or_insert_with(|| self.frame.home.join("work").to_string());
         env.entry("TMPDIR".into())
-            .or_insert_with(|| self.run.arch_dir().join("tmp").to_string());
+            .or_insert_with(|| self.frame.home.join("tmp").to_string());
         self.run
-            .make_build_dir(&self.run.arch_dir().join("tmp"))
+            .make_build_dir(&self.frame.home.join("tmp"))
             .map_err(|e| e.to_string())?;
         // Every time a build stores (a kernel's or busybox's build date, an
         // archive's member times) comes from this, recorded like any setting.
@@ -1463,18 +1580,19 @@ impl Ctx {
     }
 
     /// Whether the airlock's own tools (`build/<arch>/host/bin`, which the
-    /// host-tools stage fills) include NAME: a command run in the airlock
-    /// finds it by its bare name.
+    /// host-tools stage fills; a per-host stage's own `bin`) include NAME:
+    /// a command run in the airlock finds it by its bare name.
     pub fn in_airlock(&self, name: &str) -> bool {
+        let tools = match (&self.frame.own_bin, self.frame.per_host) {
+            (Some(own), true) => own.clone(),
+            _ => self.run.arch_dir().join("host/bin"),
+        };
         !name.contains('/')
             && self
                 .run
-                .policy
-                .build()
-                .exists(&Utf8PathBuf::from(format!(
-                    "{}/host/bin/{name}",
-                    self.run.arch()
-                )))
+                .build_rel(&tools.join(name))
+                .ok()
+                .and_then(|rel| self.run.policy.build().exists(&rel).ok())
                 .unwrap_or(false)
     }
 

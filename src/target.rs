@@ -51,6 +51,11 @@ pub const REQUIRED: &[(&str, &str)] = &[
     ),
 ];
 
+/// The directory a per-host stage's output, logs and work go in, beneath
+/// the build directory (also where scripts across targets keep theirs):
+/// no target may take its name.
+pub const PER_HOST_DIR: &str = "all";
+
 /// A loaded target.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -135,6 +140,11 @@ pub const BASED_ON: &str = "BASED_ON";
 /// present, itself or through `BASED_ON`, every value a string, number,
 /// boolean or array of them, a `linux.config` beside it).
 pub fn load(engine: &ScriptEngine, name: &str) -> Result<Target, ScriptError> {
+    if name == PER_HOST_DIR {
+        return Err(ScriptError::Other(format!(
+            "`targets/{name}` cannot be a target: build/{name} holds what every target shares (per-host stages, build-all's report); rename the folder"
+        )));
+    }
     let own = load_one(engine, name)?;
     let Some(base) = own.settings.get(BASED_ON).cloned() else {
         return Ok(own);

@@ -481,3 +481,168 @@ w.run(["ccache", "gcc", "-O2", `-I${w.path}/inc`, "-c", `${w.path}/x.c`, "-o", `
     build("build-c", &["--set", "VALUE_H=#define VALUE 2\n"]);
     assert_eq!(stats(), (2, 2), "a changed header hit");
 }
+
+/// Two targets, `t1` and `t2`, that set COLOUR and TRIPLE differently; a
+/// per-host stage `shared` (what it writes depends on COLOUR, which it cannot
+/// see from a target) and a target stage `use` that copies it.
+fn per_host_project() -> TestProject {
+    let p = TestProject::empty();
+    for (t, colour) in [("t1", "red"), ("t2", "blue")] {
+        p.add_target(t);
+        let text = p.read(&format!("targets/{t}/target.rhai"));
+        p.write(
+            &format!("targets/{t}/target.rhai"),
+            &format!("{text}export const COLOUR = \"{colour}\";\n"),
+        );
+    }
+    p.write(
+        "scripts/shared.rhai",
+        r#"export const output = "shared";
+export const per_host = true;
+export const tools = true;
+ctx.host_tools(["sh", "sleep"], []);
+let colour = ctx.setting("COLOUR", "unset");
+ctx.dir(ctx.out).run(["sh", "-c", `echo ${colour} > made; echo built >> ${ctx.build_dir}/count; sleep ${ctx.setting("NAP", "0")}`]);
+"#,
+    );
+    p.write(
+        "scripts/use.rhai",
+        "export const output = \"use\";\nlet s = ctx.stage(\"shared\");\nctx.copy(`${s}/made`, `${ctx.out}/made`);\n",
+    );
+    p
+}
+
+/// A per-host stage is built once, in build/all, for every target: it
+/// sees no target's settings, so a second target finds it up to date; a
+/// `--set` of what it reads rebuilds it (and says why).
+#[test]
+fn a_per_host_stage_is_built_once_for_every_target() {
+    let p = per_host_project();
+    let o = p
+        .rhbuild(&["run", "scripts/use.rhai", "--arch", "t1"])
+        .success();
+    assert!(o.stdout.contains("=== shared (all)"), "{}", o.stdout);
+    assert!(o.stdout.contains("=== use (t1)"), "{}", o.stdout);
+    assert_eq!(p.read("build/all/shared/made"), "unset\n");
+    assert!(p.root.join("build/all/logs/shared.log").is_file());
+    assert!(!p.root.join("build/t1/shared").exists());
+    let o = p
+        .rhbuild(&["run", "scripts/use.rhai", "--arch", "t2"])
+        .success();
+    assert!(
+        o.stdout.contains("--- shared (all): up to date"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(p.read("build/t2/use/made"), "unset\n");
+    assert_eq!(p.read("build/count"), "built\n");
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/use.rhai",
+            "--arch",
+            "t2",
+            "--explain",
+            "--set",
+            "COLOUR=given",
+        ])
+        .success();
+    assert!(o.stdout.contains("=== shared (all)"), "{}", o.stdout);
+    assert!(
+        o.stdout
+            .contains("setting `COLOUR` changed: (unset) → `given`"),
+        "{}",
+        o.stdout
+    );
+    assert_eq!(p.read("build/t2/use/made"), "given\n");
+}
+
+/// What a per-host stage may not reach: the target's name, its settings,
+/// its stages, and the programs of its airlock (build/<arch>/host/bin).
+#[test]
+fn a_per_host_stage_cannot_reach_a_target() {
+    let p = per_host_project();
+    let attempt = |body: &str| {
+        p.write(
+            "scripts/shared.rhai",
+            &format!(
+                "export const output = \"shared\";\nexport const per_host = true;\nexport const tools = true;\nctx.host_tools([\"sh\"], []);\n{body}\n"
+            ),
+        );
+        p.rhbuild(&["run", "scripts/use.rhai", "--arch", "t1"])
+            .failure()
+    };
+    let o = attempt("let a = ctx.arch;");
+    assert!(
+        o.stderr.contains(
+            "`shared` is a per-host stage, built once for every target: it has no `ctx.arch`"
+        ),
+        "{}",
+        o.stderr
+    );
+    let o = attempt("let t = ctx.setting(\"TRIPLE\");");
+    assert!(
+        o.stderr
+            .contains("setting `TRIPLE` is not set: `shared` is a per-host stage"),
+        "{}",
+        o.stderr
+    );
+    p.write("scripts/mine.rhai", "export const output = \"mine\";\n");
+    let o = attempt("ctx.stage(\"mine\");");
+    assert!(
+        o.stderr
+            .contains("it can use only other per-host stages, and `mine` is a target's"),
+        "{}",
+        o.stderr
+    );
+    // The target's airlock has `cat`; the per-host stage's has only sh.
+    let bin = p.root.join("build/t1/host/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/cat", bin.join("cat")).unwrap();
+    p.write(
+        "scripts/mine.rhai",
+        "export const output = \"mine\";\nctx.dir(ctx.out).run([\"cat\", \"/dev/null\"]);\n",
+    );
+    p.rhbuild(&["run", "scripts/mine.rhai", "--arch", "t1"])
+        .success();
+    let o = attempt("ctx.dir(ctx.out).run([\"cat\", \"/dev/null\"]);");
+    assert!(
+        o.stderr.contains("`cat` not found for package `shared`"),
+        "{}",
+        o.stderr
+    );
+    assert!(!p.root.join("build/all/shared").exists());
+}
+
+/// Two targets' runs side by side (build-all's children, under one build
+/// lock) that both need the per-host stage: one builds it, the other waits
+/// for it and finds it up to date.
+#[test]
+fn two_targets_side_by_side_build_a_per_host_stage_once() {
+    let p = per_host_project();
+    p.write(
+        "scripts/both.rhai",
+        r#"export const all_targets = true;
+let r = ctx.run_targets(#{ script: "scripts/use.rhai", arches: ["t1", "t2"], parallel: 2, jobs: 1, dir: `${ctx.build_dir}/report` });
+for x in r {
+    if !x.passed { ctx.fail(`${x.arch} failed`); }
+}
+"#,
+    );
+    p.rhbuild(&["run", "scripts/both.rhai", "--set", "NAP=2"])
+        .success();
+    assert_eq!(p.read("build/count"), "built\n");
+    let logs = p.read("build/report/logs/t1.log") + p.read("build/report/logs/t2.log").as_str();
+    assert_eq!(logs.matches("=== shared (all)").count(), 1, "{logs}");
+    assert_eq!(
+        logs.matches("--- shared (all): up to date").count(),
+        1,
+        "{logs}"
+    );
+    assert!(
+        logs.contains("waiting for another target's run to finish the per-host stage `shared`"),
+        "{logs}"
+    );
+    assert_eq!(p.read("build/t1/use/made"), "unset\n");
+    assert_eq!(p.read("build/t2/use/made"), "unset\n");
+}

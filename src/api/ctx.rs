@@ -10,11 +10,11 @@ pub fn register(engine: &mut Engine) {
     engine.register_type_with_name::<Ctx>("Ctx");
 
     // Facts about the run.
-    engine.register_get("arch", |c: &mut Ctx| c.read_arch());
+    engine.register_get("arch", |c: &mut Ctx| lift(c.read_arch()));
     engine.register_get("cpus", |c: &mut Ctx| c.run.jobs as i64);
     engine.register_get("stage", |c: &mut Ctx| c.frame.stage.clone());
     engine.register_get("build_dir", |c: &mut Ctx| c.run.build_dir.to_string());
-    engine.register_get("arch_dir", |c: &mut Ctx| c.run.arch_dir().to_string());
+    engine.register_get("arch_dir", |c: &mut Ctx| c.frame.home.to_string());
     engine.register_get("log", |c: &mut Ctx| c.frame.log.to_string());
     engine.register_get("out", |c: &mut Ctx| lift(c.out().map(|p| p.to_string())));
     engine.register_get("package", |c: &mut Ctx| {
