@@ -1057,6 +1057,34 @@ fn sigint_while_a_command_runs_exits_130_and_leaves_nothing_finished() {
     assert!(left.is_empty(), "{left:?}");
 }
 
+/// SIGINT while a per-host stage builds: exit 130, nothing in build/all
+/// looks finished, and its lock is free: the next run builds it at once.
+#[test]
+fn sigint_during_a_per_host_stage_leaves_nothing_and_frees_its_lock() {
+    let p = project();
+    p.write(
+        "scripts/shared.rhai",
+        "export const output = \"shared\";\nexport const per_host = true;\nexport const tools = true;\nctx.host_tools([\"sleep\"], []);\nctx.write(`${ctx.out}/made`, \"x\");\nctx.dir(ctx.out).run([\"sleep\", ctx.setting(\"NAP\", \"30\")]);\n",
+    );
+    interrupted_run(&p, "shared", &p.root.join("build/all/logs/shared.log"));
+    assert!(!p.root.join("build/all/shared").exists());
+    let left = parts_left(&p.root.join("build/all"));
+    assert!(left.is_empty(), "{left:?}");
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/shared.rhai",
+            "--arch",
+            "t",
+            "--no-wait",
+            "--set",
+            "NAP=0",
+        ])
+        .success();
+    assert!(!o.stdout.contains("waiting"), "{}", o.stdout);
+    assert_eq!(p.read("build/all/shared/made"), "x");
+}
+
 /// Run `scripts/NAME.rhai`, send SIGINT once `marker` exists (and a
 /// moment later), and require exit status 130.
 fn interrupted_run(p: &TestProject, name: &str, marker: &Utf8Path) {
