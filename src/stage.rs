@@ -466,7 +466,12 @@ impl Run {
         // its prefix) go through distcc's masquerade links: the host
         // compiler's always, the toolchain's only where it is not being
         // built.
-        if self.distcc.is_some() && !self.ccache_used(&tools) {
+        let settings = if per_host {
+            &self.host_settings
+        } else {
+            &self.settings
+        };
+        if self.distcc.is_some() && !self.ccache_used(settings, &tools) {
             let dir = self.arch_dir().join("distcc");
             path.push(dir.join("host"));
             if own.is_none() {
@@ -491,11 +496,12 @@ impl Run {
         }
     }
 
-    /// Whether compiles go through ccache: the rule of `stdlib/cross.rhai`
-    /// (ccache among the airlock's tools in `tools`, `CCACHE` not 0), read
-    /// here without recording it, to choose how they reach distcc.
-    fn ccache_used(&self, tools: &Utf8Path) -> bool {
-        self.settings.get("CCACHE") != Some("0")
+    /// Whether compiles go through ccache: `CCACHE` is not 0 and ccache is
+    /// among the airlock's tools in `tools`. Scripts ask the same through
+    /// `ctx.ccache` (which records the setting); here it chooses how
+    /// compiles reach distcc.
+    fn ccache_used(&self, settings: &Settings, tools: &Utf8Path) -> bool {
+        settings.get("CCACHE") != Some("0")
             && self
                 .build_rel(&tools.join("ccache"))
                 .ok()
@@ -1579,18 +1585,31 @@ impl Ctx {
         }
     }
 
-    /// Whether the airlock's own tools (`build/<arch>/host/bin`, which the
-    /// host-tools stage fills; a per-host stage's own `bin`) include NAME:
-    /// a command run in the airlock finds it by its bare name.
-    pub fn in_airlock(&self, name: &str) -> bool {
-        let tools = match (&self.frame.own_bin, self.frame.per_host) {
+    /// The airlock's own tools: `build/<arch>/host/bin`, which the
+    /// host-tools stage fills, or a per-host stage's own `bin/`.
+    fn airlock_tools(&self) -> Utf8PathBuf {
+        match (&self.frame.own_bin, self.frame.per_host) {
             (Some(own), true) => own.clone(),
             _ => self.run.arch_dir().join("host/bin"),
-        };
+        }
+    }
+
+    /// Whether compiles go through ccache (`ctx.ccache`): `CCACHE` is not 0
+    /// (recorded) and ccache is in the airlock. The airlock routes distcc
+    /// by the same rule.
+    pub fn ccache(&self) -> bool {
+        let v = self.settings().get("CCACHE");
+        self.record_setting("CCACHE", v);
+        self.run.ccache_used(self.settings(), &self.airlock_tools())
+    }
+
+    /// Whether the airlock's own tools include NAME: a command run in the
+    /// airlock finds it by its bare name.
+    pub fn in_airlock(&self, name: &str) -> bool {
         !name.contains('/')
             && self
                 .run
-                .build_rel(&tools.join(name))
+                .build_rel(&self.airlock_tools().join(name))
                 .ok()
                 .and_then(|rel| self.run.policy.build().exists(&rel).ok())
                 .unwrap_or(false)

@@ -74,6 +74,7 @@ pub fn register(engine: &mut Engine) {
             .ok_or_else(|| fail(format!("host program `{name}` not found in PATH")))
     });
     engine.register_fn("in_airlock", |c: &mut Ctx, name: &str| c.in_airlock(name));
+    engine.register_get("ccache", |c: &mut Ctx| c.ccache());
     engine.register_fn(
         "host_tools",
         |c: &mut Ctx, names: Array| -> RhaiResult<()> {
