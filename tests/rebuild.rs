@@ -555,6 +555,11 @@ fn a_per_host_stage_is_built_once_for_every_target() {
         o.stdout
     );
     assert_eq!(p.read("build/t2/use/made"), "given\n");
+    // `clean` of the stage removes the one copy every target shares.
+    let o = p.rhbuild(&["clean", "--arch", "t1", "shared"]).success();
+    assert!(o.stdout.contains("build/all/shared"), "{}", o.stdout);
+    assert!(!p.root.join("build/all/shared").exists());
+    assert!(p.root.join("build/t2/use").exists());
 }
 
 /// What a per-host stage may not reach: the target's name, its settings,

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 /// Remove built outputs, holding the build directory's lock. Without
 /// `--arch`: every target's directory and the extracted sources (the
 /// download cache stays unless `--cache`). With `--arch A`: that target's
-/// directory, or only the outputs of the STAGEs named.
+/// directory, or only the outputs of the STAGEs named (a per-host stage's
+/// in `build/all`, which every target shares).
 #[derive(clap::Args)]
 #[command(
     after_help = "Examples:\n  rhbuild clean --arch sh4 linux-kernel\n  rhbuild clean --arch sh4\n  rhbuild clean --cache"
@@ -78,7 +79,13 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                         "`{stage}` is an action: it has no output to remove"
                     )));
                 };
-                doomed.push(Utf8PathBuf::from(format!("{arch}/{output}")));
+                // A per-host stage's output is every target's.
+                let place = if crate::engine::literal_true(&ast, "per_host") {
+                    crate::target::PER_HOST_DIR
+                } else {
+                    arch.as_str()
+                };
+                doomed.push(Utf8PathBuf::from(format!("{place}/{output}")));
             }
         }
     }

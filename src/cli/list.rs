@@ -50,6 +50,9 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 let rel = camino::Utf8PathBuf::from(format!("scripts/{n}.rhai"));
                 let kind = match engine.compile(&rel, &crate::engine::ScriptEngine::stage_scope()) {
                     Ok(ast) => match crate::engine::literal_const(&ast, "output") {
+                        Some(o) if crate::engine::literal_true(&ast, "per_host") => {
+                            format!("stage, writes build/all/{o} (once for every target)")
+                        }
                         Some(o) => format!("stage, writes build/<arch>/{o}"),
                         None => "action".to_string(),
                     },
