@@ -555,6 +555,15 @@ fn a_per_host_stage_is_built_once_for_every_target() {
         o.stdout
     );
     assert_eq!(p.read("build/t2/use/made"), "given\n");
+    // It needs no target: without --arch it is the same stage.
+    let o = p
+        .rhbuild(&["run", "scripts/shared.rhai", "--set", "COLOUR=given"])
+        .success();
+    assert!(
+        o.stdout.contains("--- shared (all): up to date"),
+        "{}",
+        o.stdout
+    );
     // `clean` of the stage removes the one copy every target shares.
     let o = p.rhbuild(&["clean", "--arch", "t1", "shared"]).success();
     assert!(o.stdout.contains("build/all/shared"), "{}", o.stdout);

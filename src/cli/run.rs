@@ -78,10 +78,14 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         )));
     }
     // A script that runs across targets (`export const all_targets =
-    // true;`) needs none.
+    // true;`), or a per-host stage (built once for every target), needs
+    // none.
     let across = engine
         .compile(&rel, &ScriptEngine::stage_scope())
-        .map(|ast| crate::engine::literal_true(&ast, "all_targets"))
+        .map(|ast| {
+            crate::engine::literal_true(&ast, "all_targets")
+                || crate::engine::literal_true(&ast, "per_host")
+        })
         .unwrap_or(false);
     let arch = match args.arch.name(&engine) {
         Ok(a) => a,
