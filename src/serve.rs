@@ -192,6 +192,19 @@ pub struct Distccd {
 
 impl Distccd {
     pub fn start(compilers: &Utf8Path, log: &Utf8Path, jobs: u32) -> Result<Distccd, String> {
+        Self::start_listing(compilers, log, jobs, None)
+    }
+
+    /// The same, running only the compiler names listed in the file
+    /// `names` (distccd's DISTCC_CMDLIST, one name per line) instead of
+    /// those in /usr/lib/distcc: how a server takes `<triple>-gcc` of a
+    /// toolchain Debian does not ship.
+    pub fn start_listing(
+        compilers: &Utf8Path,
+        log: &Utf8Path,
+        jobs: u32,
+        names: Option<&Utf8Path>,
+    ) -> Result<Distccd, String> {
         let Some(binary) = crate::airlock::host_program("distccd") else {
             return Err("distccd is not installed on the host: apt-get install distcc".into());
         };
@@ -224,6 +237,8 @@ impl Distccd {
         .env("PATH", compilers.as_str())
         .env("HOME", compilers.as_str())
         .env("TMPDIR", std::env::temp_dir())
+        .envs(names.map(|n| ("DISTCC_CMDLIST", n.as_str())))
+        .envs(names.map(|_| ("DISTCC_CMDLIST_NUMWORDS", "1")))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());

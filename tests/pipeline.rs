@@ -1151,3 +1151,100 @@ fn toybox_as_the_userland_boots_and_passes_the_smoketest() {
     assert!(sbom.contains("\"name\": \"toybox\""), "{sbom}");
     assert!(!sbom.contains("\"name\": \"busybox\""), "{sbom}");
 }
+
+/// The target's compiles spread over distcc (`DISTCC_HOSTS`): busybox's,
+/// which go through ccache as the kernel's do (`CC=ccache <triple>-gcc`,
+/// distcc as ccache's prefix), reach two distccd on loopback ports from
+/// inside the sandbox. The servers run the target's compiler by its name
+/// (`sh4-linux-musl-gcc`, listed in DISTCC_CMDLIST: Debian's distccd
+/// otherwise runs only the names in /usr/lib/distcc).
+#[test]
+fn busybox_compiles_reach_both_distcc_servers() {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tools();
+    require_tool("distccd", "distcc");
+    require_tool("ccache", "ccache");
+    succeeds(&["run", "scripts/cross-compiler.rhai"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+    let bin = dir.join("compilers");
+    std::fs::create_dir_all(&bin).unwrap();
+    let cc = build_dir().join("sh4/cross-compiler/bin/sh4-linux-musl-gcc");
+    let server_cc = bin.join("sh4-linux-musl-gcc");
+    std::fs::write(&server_cc, format!("#!/bin/sh\nexec {cc} \"$@\"\n")).unwrap();
+    std::fs::set_permissions(
+        &server_cc,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The host's compiler too: busybox's build helpers (HOSTCC=ccache gcc)
+    // go out as well, and a server that failed one would be left alone
+    // for a minute (distcc's backoff), the target's compiles with it.
+    for tool in ["gcc", "as"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{tool}"), bin.join(tool)).unwrap();
+    }
+    let names = dir.join("cmdlist");
+    std::fs::write(&names, "sh4-linux-musl-gcc\ngcc\n").unwrap();
+    let start = |log: &str| {
+        rhbuild::serve::Distccd::start_listing(&bin, &dir.join(log), 1, Some(&names)).unwrap()
+    };
+    let (mut one, mut two) = (start("one.log"), start("two.log"));
+    let hosts = format!("127.0.0.1:{}/1 127.0.0.1:{}/1", one.port, two.port);
+    // A cache of its own, empty: every compile misses and goes out.
+    let o = succeeds(&[
+        "run",
+        "scripts/root-filesystem.rhai",
+        "--force",
+        "root-filesystem",
+        "--set",
+        &format!("DISTCC_HOSTS={hosts}"),
+        "--set",
+        &format!("CCACHE_DIR={dir}/ccache"),
+    ]);
+    let mut waited = 0;
+    while (one.compiles().is_empty() || two.compiles().is_empty()) && waited < 50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    let (a, b) = (one.compiles(), two.compiles());
+    assert!(
+        !a.is_empty() && !b.is_empty(),
+        "not both servers compiled: {} and {}\n{}",
+        a.len(),
+        b.len(),
+        show(&o)
+    );
+    eprintln!(
+        "busybox: {} and {} compiles on the two servers",
+        a.len(),
+        b.len()
+    );
+    // Most of them: busybox has some 560 files; the few that ran here are
+    // distcc's choice (a slot freed here first), not a refusal.
+    let log = std::fs::read_to_string(build_dir().join("sh4/logs/busybox.log")).unwrap();
+    let files = log
+        .lines()
+        .filter(|l| l.trim_start().starts_with("CC "))
+        .count();
+    let local = log.matches("running locally").count();
+    assert!(
+        a.len() + b.len() > files / 2,
+        "{} of {files} compiles went out, {local} ran here",
+        a.len() + b.len()
+    );
+    // They compiled for the target, with the name the client asked for.
+    let log = std::fs::read_to_string(dir.join("one.log")).unwrap()
+        + std::fs::read_to_string(dir.join("two.log"))
+            .unwrap()
+            .as_str();
+    assert!(log.contains("sh4-linux-musl-gcc"), "{log}");
+    let busybox = build_dir().join("sh4/root-filesystem/bin/busybox");
+    let what = Command::new("file").arg(busybox.as_str()).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&what.stdout).contains("Renesas SH"),
+        "{}",
+        String::from_utf8_lossy(&what.stdout)
+    );
+    one.stop();
+    two.stop();
+}
