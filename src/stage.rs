@@ -1214,6 +1214,12 @@ impl Ctx {
     /// `targets/<arch>/NAME`, or for a variant (`BASED_ON`) without that
     /// file, its base's.
     pub fn target_file(&self, name: &str) -> PrimResult<Utf8PathBuf> {
+        if self.frame.per_host {
+            return Err(format!(
+                "`{}` is a per-host stage, built once for every target: it reads no target's files (`{name}`)",
+                self.frame.stage
+            ));
+        }
         let target = &self.run.target;
         let own = format!("targets/{}/{name}", target.name);
         if let Some(base) = target.settings.get(crate::target::BASED_ON)

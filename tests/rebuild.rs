@@ -601,6 +601,13 @@ fn a_per_host_stage_cannot_reach_a_target() {
         "{}",
         o.stderr
     );
+    let o = attempt("ctx.target_file(\"linux.config\");");
+    assert!(
+        o.stderr
+            .contains("it reads no target's files (`linux.config`)"),
+        "{}",
+        o.stderr
+    );
     p.write("scripts/mine.rhai", "export const output = \"mine\";\n");
     let o = attempt("ctx.stage(\"mine\");");
     assert!(
