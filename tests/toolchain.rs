@@ -333,6 +333,18 @@ from_source_test!(
     "qemu-mips64-static"
 );
 from_source_test!(
+    toolchain_aarch64_be_from_source,
+    "aarch64_be",
+    "aarch64_be-linux-musl",
+    "qemu-aarch64_be-static"
+);
+from_source_test!(
+    toolchain_i486_from_source,
+    "i486",
+    "i486-linux-musl",
+    "qemu-i386-static"
+);
+from_source_test!(
     toolchain_x86_64_from_source,
     "x86_64",
     "x86_64-linux-musl",
