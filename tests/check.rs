@@ -131,24 +131,24 @@ fn a_copied_target_is_listed_and_checked_without_rebuilding() {
     let status = std::process::Command::new("cp")
         .args(["-a"])
         .arg(p.root.join("targets/sh4"))
-        .arg(p.root.join("targets/sh4eb"))
+        .arg(p.root.join("targets/myboard"))
         .status()
         .unwrap();
     assert!(status.success());
-    let t = p.read("targets/sh4eb/target.rhai").replace(
+    let t = p.read("targets/myboard/target.rhai").replace(
         "export const DESCRIPTION = \"SuperH SH-4 little-endian, QEMU r2d board\";",
         "export const DESCRIPTION = \"a copy under a new name\";",
     );
-    p.write("targets/sh4eb/target.rhai", &t);
+    p.write("targets/myboard/target.rhai", &t);
     let o = p.rhbuild(&["list", "targets"]).success();
     assert!(
         o.stdout
             .lines()
-            .any(|l| l.starts_with("sh4eb") && l.contains("a copy under a new name")),
+            .any(|l| l.starts_with("myboard") && l.contains("a copy under a new name")),
         "{}",
         o.stdout
     );
-    p.rhbuild(&["check", "targets/sh4eb"]).success();
+    p.rhbuild(&["check", "targets/myboard"]).success();
 }
 
 #[test]

@@ -345,6 +345,12 @@ from_source_test!(
     "qemu-i386-static"
 );
 from_source_test!(
+    toolchain_sh4eb_from_source,
+    "sh4eb",
+    "sh4eb-linux-musl",
+    "qemu-sh4eb-static"
+);
+from_source_test!(
     toolchain_x86_64_from_source,
     "x86_64",
     "x86_64-linux-musl",
