@@ -29,6 +29,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+/// The directories of `build/<arch>` (and `build/all`) the run itself
+/// keeps, which no stage's output may replace.
+const RESERVED_DIRS: &[&str] = &["logs", "work", "tmp", "distcc"];
+
 /// What a project file that was looked for and not found is recorded as.
 const ABSENT: &str = "absent";
 
@@ -685,6 +689,12 @@ impl Run {
         if output.is_empty() || output.contains('/') || output.starts_with('.') {
             return Err(ScriptError::Other(format!(
                 "`{rel}`: `output` must be a plain directory name, found `{output}`"
+            )));
+        }
+        if RESERVED_DIRS.contains(&output.as_str()) {
+            return Err(ScriptError::Other(format!(
+                "`{rel}`: `output` cannot be `{output}`: build/<arch>/{output} (and build/all/{output}) holds the run's own files ({}); choose another name",
+                RESERVED_DIRS.join(", ")
             )));
         }
         let cycle = |chain: &[String]| {

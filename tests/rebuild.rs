@@ -608,6 +608,21 @@ fn a_per_host_stage_cannot_reach_a_target() {
         "{}",
         o.stderr
     );
+    // Its output cannot take the place of the run's own directories.
+    p.write(
+        "scripts/shared.rhai",
+        "export const output = \"logs\";\nexport const per_host = true;\n",
+    );
+    let o = p
+        .rhbuild(&["run", "scripts/use.rhai", "--arch", "t1"])
+        .failure();
+    assert!(
+        o.stderr
+            .contains("`output` cannot be `logs`: build/<arch>/logs (and build/all/logs) holds the run's own files"),
+        "{}",
+        o.stderr
+    );
+    assert!(p.root.join("build/all/logs").is_dir());
     p.write("scripts/mine.rhai", "export const output = \"mine\";\n");
     let o = attempt("ctx.stage(\"mine\");");
     assert!(
