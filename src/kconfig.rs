@@ -650,11 +650,30 @@ pub fn shrink(
     full: &DotConfig,
     expand: &mut dyn FnMut(&Miniconfig) -> Result<DotConfig, KconfigError>,
 ) -> Result<Miniconfig, KconfigError> {
+    shrink_over(full, &Miniconfig::default(), expand)
+}
+
+/// [`shrink`] for an overlay: `expand` applies `given` (the miniconfigs
+/// that come before, say targets/base-linux.config) under the result, so a
+/// symbol `given` already asks for with the value `full` has is never a
+/// candidate. (Probing it would ask its opposite in the overlay, which
+/// wins over `given`, and it would always look needed, whenever `given`'s
+/// line alone does not survive without the overlay.)
+pub fn shrink_over(
+    full: &DotConfig,
+    given: &Miniconfig,
+    expand: &mut dyn FnMut(&Miniconfig) -> Result<DotConfig, KconfigError>,
+) -> Result<Miniconfig, KconfigError> {
+    let asked: HashMap<&str, &str> = given
+        .entries
+        .iter()
+        .map(|e| (e.symbol.as_str(), e.value.as_str()))
+        .collect();
     let baseline = expand(&Miniconfig::default())?;
     let candidates: Vec<usize> = (0..full.symbols.len())
         .filter(|&i| {
             let (s, v, _) = &full.symbols[i];
-            baseline.get(s).unwrap_or("n") != v
+            baseline.get(s).unwrap_or("n") != v && asked.get(s.as_str()) != Some(&v.as_str())
         })
         .collect();
 

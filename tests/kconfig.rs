@@ -8,7 +8,7 @@ use std::process::Command;
 use camino::{Utf8Path, Utf8PathBuf};
 use rhbuild::kconfig::{
     ALLCONFIG_FILE, DotConfig, Entry, ExpandMethod, KconfigError, Miniconfig, check_expanded,
-    expand, make_expander, make_expander_with, missing, shrink,
+    expand, make_expander, make_expander_with, missing, shrink, shrink_over,
 };
 
 fn render(err: &dyn miette::Diagnostic) -> String {
@@ -400,6 +400,39 @@ fn shrink_keeps_one_of_two_symbols_that_select_each_other() {
     let mini = shrink(&full, &mut expander).unwrap();
     assert_eq!(mini.entries.len(), 1, "{:?}", values(&mini));
     assert_eq!(model_expand(&model, &mini), full);
+}
+
+/// An overlay on a base file (a target's linux.config on
+/// base-linux.config): what the base already asks for is not repeated,
+/// even a symbol of the base that survives only with the overlay (SERIAL
+/// depends on the board's BOARD).
+#[test]
+fn shrink_over_a_base_leaves_out_what_the_base_asks_for() {
+    let model = vec![
+        sym("BOARD", Kind::Prompt, None, &[]),
+        sym("SERIAL", Kind::Prompt, Some("BOARD"), &[]),
+        sym("NET", Kind::Prompt, None, &[]),
+        sym("OTHER", Kind::Prompt, None, &[]),
+    ];
+    let base = ask(&[("SERIAL".into(), "y"), ("NET".into(), "y")]);
+    let full = model_expand(
+        &model,
+        &ask(&[
+            ("SERIAL".into(), "y"),
+            ("NET".into(), "y"),
+            ("BOARD".into(), "y"),
+        ]),
+    );
+    let mut expander = |mini: &Miniconfig| {
+        let mut all = base.clone();
+        all.merge(mini.clone());
+        Ok(model_expand(&model, &all))
+    };
+    let mini = shrink_over(&full, &base, &mut expander).unwrap();
+    assert_eq!(values(&mini), [("BOARD".to_string(), "y".to_string())]);
+    // Without knowing the base, SERIAL looks needed: the old answer.
+    let mini = shrink(&full, &mut expander).unwrap();
+    assert_eq!(mini.entries.len(), 2, "{:?}", values(&mini));
 }
 
 #[test]

@@ -143,6 +143,7 @@ fn shrink_over(
     make_args: Array,
 ) -> RhaiResult<String> {
     let base = lift(d.ctx.miniconfig(base))?;
+    let base_for_probes = base.clone();
     let make_args = strings(&make_args, "make's arguments")?;
     let text = lift(d.ctx.read_text(full))?;
     let cfg = crate::kconfig::DotConfig::parse_str(&text);
@@ -153,7 +154,7 @@ fn shrink_over(
         all.merge(m.clone());
         inner(&all)
     };
-    crate::kconfig::shrink(&cfg, &mut over)
+    crate::kconfig::shrink_over(&cfg, &base_for_probes, &mut over)
         .map(|m| m.render())
         .map_err(|e| fail(e.to_string()))
 }
