@@ -79,27 +79,23 @@ impl BuildLock {
             return Ok(BuildLock { _fd: Some(fd) });
         }
         let fd = open_lock(build).map_err(io_err)?;
-        let mut said = false;
-        loop {
-            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => break,
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    let holder = read_holder(&fd);
-                    if !wait {
-                        return Err(LockError::Busy { dir, holder });
-                    }
-                    if !said {
-                        eprintln!("waiting for the build directory `{dir}`, in use by {holder}");
-                        said = true;
-                    }
-                    if interrupt.is_set() {
-                        return Err(LockError::Interrupted { dir });
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(io_err(e.into())),
+        match take_when_free(&fd, interrupt, || {
+            let holder = read_holder(&fd);
+            if !wait {
+                return Err(LockError::Busy {
+                    dir: dir.clone(),
+                    holder,
+                });
             }
+            eprintln!("waiting for the build directory `{dir}`, in use by {holder}");
+            Ok(())
+        }) {
+            Ok(Ok(())) => {}
+            Ok(Err(busy)) => return Err(busy),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                return Err(LockError::Interrupted { dir });
+            }
+            Err(e) => return Err(io_err(e)),
         }
         write_holder(&fd).map_err(io_err)?;
         sweep_leftovers(build);
@@ -128,23 +124,42 @@ impl StageLock {
             build.mkdir_all(parent)?;
         }
         let fd = OwnedFd::from(build.append_file(rel)?);
-        let mut said = false;
-        loop {
-            match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => return Ok(StageLock { _fd: fd }),
-                Err(rustix::io::Errno::WOULDBLOCK) => {
-                    if !said {
-                        println!("    waiting for another target's run to finish {what}");
-                        said = true;
+        // Nothing gives up: it waits until the other run is done.
+        let Ok(()) = take_when_free(&fd, interrupt, || {
+            println!("    waiting for another target's run to finish {what}");
+            Ok::<(), std::convert::Infallible>(())
+        })?;
+        Ok(StageLock { _fd: fd })
+    }
+}
+
+/// Take the exclusive `flock` on `fd`, polling: the first time it is held
+/// elsewhere, `busy` is told (an `Err` from it gives up at once, its value
+/// returned inside `Ok`); an interrupt ends the wait with
+/// `ErrorKind::Interrupted`.
+fn take_when_free<E>(
+    fd: &OwnedFd,
+    interrupt: &Interrupt,
+    mut busy: impl FnMut() -> Result<(), E>,
+) -> io::Result<Result<(), E>> {
+    let mut said = false;
+    loop {
+        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(Ok(())),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                if !said {
+                    if let Err(e) = busy() {
+                        return Ok(Err(e));
                     }
-                    if interrupt.is_set() {
-                        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+                    said = true;
                 }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                if interrupt.is_set() {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+                }
+                std::thread::sleep(Duration::from_millis(100));
             }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

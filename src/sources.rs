@@ -257,7 +257,7 @@ impl Ctx {
             .and_then(|_| build.mkdir(&tmp, 0o755))
             .map_err(|e| format!("cannot create `{}`: {e}", build.join(&tmp)))?;
         let tree = tmp.join("tree");
-        let options = self.run.extract_options();
+        let options = self.run.extract_options(self.frame.per_host);
         let result = match inner {
             None => crate::extract::extract_in(archive, build, &tree, &options).map_err(|e| format!("{e}")),
             Some(inner) => {

@@ -384,6 +384,25 @@ impl Run {
         }
     }
 
+    /// The settings a stage sees: a per-host stage's leave the target's
+    /// layer out.
+    pub fn settings_for(&self, per_host: bool) -> &Settings {
+        if per_host {
+            &self.host_settings
+        } else {
+            &self.settings
+        }
+    }
+
+    /// The airlock's own tools: `build/<arch>/host/bin`, which the
+    /// host-tools stage fills, or a per-host stage's own `bin/` (`own`).
+    pub fn airlock_tools(&self, own: Option<&Utf8Path>, per_host: bool) -> Utf8PathBuf {
+        match (per_host, own) {
+            (true, Some(o)) => o.to_owned(),
+            _ => self.arch_dir().join("host/bin"),
+        }
+    }
+
     /// Whether the stage `name` (scripts/<name>.rhai) is per-host.
     pub fn is_per_host(&self, name: &str) -> Result<bool, ScriptError> {
         let rel = Utf8PathBuf::from(format!("scripts/{name}.rhai"));
@@ -462,20 +481,12 @@ impl Run {
         env: BTreeMap<String, String>,
     ) -> Airlock {
         let mut path = Vec::new();
-        let tools = match (per_host, own) {
-            (true, Some(o)) => o.to_owned(),
-            _ => self.arch_dir().join("host/bin"),
-        };
+        let tools = self.airlock_tools(own, per_host);
         // Compiles that do not go through ccache (which calls distcc as
         // its prefix) go through distcc's masquerade links: the host
         // compiler's always, the toolchain's only where it is not being
         // built.
-        let settings = if per_host {
-            &self.host_settings
-        } else {
-            &self.settings
-        };
-        if self.distcc.is_some() && !self.ccache_used(settings, &tools) {
+        if self.distcc.is_some() && !self.ccache_used(self.settings_for(per_host), &tools) {
             let dir = self.arch_dir().join("distcc");
             path.push(dir.join("host"));
             if own.is_none() {
@@ -514,11 +525,12 @@ impl Run {
     }
 
     /// Extraction's limits (settings EXTRACT_MAX_BYTES, EXTRACT_MAX_ENTRIES,
-    /// EXTRACT_MAX_RATIO) and this run's interrupt.
-    pub fn extract_options(&self) -> crate::extract::Options {
+    /// EXTRACT_MAX_RATIO, as a per-host stage or a target's sees them) and
+    /// this run's interrupt.
+    pub fn extract_options(&self, per_host: bool) -> crate::extract::Options {
         let mut limits = crate::extract::Limits::default();
         let num = |k: &str| {
-            self.settings
+            self.settings_for(per_host)
                 .get(k)
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
@@ -945,11 +957,7 @@ impl Run {
         chain: &[String],
         per_host: bool,
     ) -> Result<Vec<String>, ScriptError> {
-        let settings = if per_host {
-            &self.host_settings
-        } else {
-            &self.settings
-        };
+        let settings = self.settings_for(per_host);
         let mut out = Vec::new();
         let short = |h: &str| h.chars().take(12).collect::<String>();
         for (f, h) in &inputs.files {
@@ -1071,11 +1079,7 @@ impl Ctx {
     /// The settings this frame sees: a per-host stage's leave the target's
     /// out.
     pub fn settings(&self) -> &Settings {
-        if self.frame.per_host {
-            &self.run.host_settings
-        } else {
-            &self.run.settings
-        }
+        self.run.settings_for(self.frame.per_host)
     }
 
     pub(crate) fn record_setting(&self, key: &str, value: Option<&str>) {
@@ -1601,13 +1605,10 @@ impl Ctx {
         }
     }
 
-    /// The airlock's own tools: `build/<arch>/host/bin`, which the
-    /// host-tools stage fills, or a per-host stage's own `bin/`.
+    /// The airlock's own tools (see `Run::airlock_tools`).
     fn airlock_tools(&self) -> Utf8PathBuf {
-        match (&self.frame.own_bin, self.frame.per_host) {
-            (Some(own), true) => own.clone(),
-            _ => self.run.arch_dir().join("host/bin"),
-        }
+        self.run
+            .airlock_tools(self.frame.own_bin.as_deref(), self.frame.per_host)
     }
 
     /// Whether compiles go through ccache (`ctx.ccache`): `CCACHE` is not 0
