@@ -284,3 +284,71 @@ fn a_variant_of_nothing_or_of_a_variant_is_refused() {
         o.stderr
     );
 }
+
+/// A board that boots only some image types (SYSIMAGE_TYPES) refuses the
+/// others before anything is fetched or built, naming what it boots; an
+/// unknown type is refused the same way.
+#[test]
+fn an_image_type_the_board_does_not_boot_is_refused_before_any_build() {
+    let p = TestProject::copy_of_repo();
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/system-image.rhai",
+            "--arch",
+            "sh4eb",
+            "--set",
+            "SYSIMAGE_TYPE=squashfs",
+        ])
+        .failure();
+    assert!(
+        o.stderr.contains("this target boots only initramfs images (SYSIMAGE_TYPES in its target.rhai, which says why), not squashfs"),
+        "{}",
+        o.stderr
+    );
+    // A variant that narrows the list refuses the default type too.
+    p.write(
+        "targets/sh4d/target.rhai",
+        "export const BASED_ON = \"sh4\";\nexport const DESCRIPTION = \"disks only\";\nexport const SYSIMAGE_TYPES = \"squashfs ext2\";\n",
+    );
+    p.write("targets/sh4d/linux.config", "");
+    let o = p
+        .rhbuild(&["run", "scripts/smoketest.rhai", "--arch", "sh4d"])
+        .failure();
+    assert!(
+        o.stderr
+            .contains("this target boots only squashfs, ext2 images (SYSIMAGE_TYPES in its target.rhai, which says why), not initramfs"),
+        "{}",
+        o.stderr
+    );
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/system-image.rhai",
+            "--arch",
+            "sh4",
+            "--set",
+            "SYSIMAGE_TYPE=cpio",
+        ])
+        .failure();
+    assert!(o.stderr.contains("not cpio"), "{}", o.stderr);
+    // Nothing was fetched, extracted or built for any of them.
+    for dir in [
+        "build/sh4eb",
+        "build/sh4d",
+        "build/sh4",
+        "build/cache",
+        "build/all",
+    ] {
+        let path = p.root.join(dir);
+        let mut found = Vec::new();
+        if path.exists() {
+            crate::util::walk(&path, &mut found);
+        }
+        let built: Vec<_> = found
+            .iter()
+            .filter(|f| f.is_file() && !f.as_str().contains("/logs/"))
+            .collect();
+        assert!(built.is_empty(), "{dir}: {built:?}");
+    }
+}
