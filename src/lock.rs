@@ -1,21 +1,26 @@
-//! One run per build directory at a time.
+//! Who may work in a build directory at once.
 //!
-//! A run holds an exclusive `flock` on `<build>/.lock` for its whole life
-//! and writes its pid and command line there, so a second run can say who
-//! holds it: it waits (saying so once) or, with `--no-wait`, refuses at
-//! once. The kernel drops the lock when the holder exits, however it dies.
+//! Every run holds a shared `flock` on `<build>/.lock` for its whole life;
+//! a run for a target also holds an exclusive one on `<build>/.<arch>.lock`,
+//! and writes its pid and command line there. So runs for different targets
+//! (build-all's children, or a user booting sh4 while mips builds) work side
+//! by side, a second run for the same target waits (saying once who holds
+//! it) or, with `--no-wait`, refuses at once, and `rhbuild clean` of the
+//! whole directory takes `.lock` exclusively: it waits for every run, and
+//! every run waits for it. The kernel drops a lock when its holder exits,
+//! however it dies.
 //!
-//! A run that starts child runs on the same directory (build-all's
-//! matrix) passes them `RHBUILD_LOCK_HOLDER=<its pid>`; a child whose parent
-//! is that pid and still holds the lock works under it. The children build
-//! different targets; what they share (`cache/`, `src/`) is written by
-//! atomic renames that tolerate a sibling getting there first.
+//! What targets share is written so that two runs at once both end
+//! correct: `cache/` and `src/` by atomic renames that tolerate a sibling
+//! getting there first, a per-host stage under its own lock
+//! ([`StageLock`]), build-all's report under `.all.lock`.
 //!
-//! Whoever takes the lock first sweeps what killed runs left behind:
+//! A run sweeps, once it holds its locks, what killed runs left behind:
 //! staging directories and partial files named `*.part-<pid>*` or
-//! `*.old-<pid>` whose process is gone.
+//! `*.old-<pid>` whose process is gone (a live run's are never touched).
 //!
-//! Tests: `tests/faults.rs` (two runs at once, a run killed at each phase).
+//! Tests: `tests/faults.rs` (two runs at once on one target and on two,
+//! clean beside a run, a run killed at each phase).
 
 use crate::confine::Root;
 use crate::interrupt::Interrupt;
@@ -25,23 +30,42 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-/// The environment variable a lock holder passes to its child runs.
-pub const HOLDER_ENV: &str = "RHBUILD_LOCK_HOLDER";
+/// What a run locks.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// The whole directory, alone (`rhbuild clean` without `--arch`).
+    Whole,
+    /// One target's part, beside other targets' runs.
+    Target(&'a str),
+    /// Only a share of the directory: a run with no target (a per-host
+    /// stage, build-all's parent), which locks what it writes itself.
+    Shared,
+}
 
-/// The held lock; released when dropped (or when the process ends).
+/// The held locks; released when dropped (or when the process ends).
 #[derive(Debug)]
 pub struct BuildLock {
-    _fd: Option<OwnedFd>,
+    _shared: Option<OwnedFd>,
+    /// The lock file this run wrote its name into, emptied when dropped.
+    own: Option<OwnedFd>,
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        if let Some(fd) = &self.own {
+            let _ = rustix::fs::ftruncate(fd, 0);
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error(
-        "the build directory `{dir}` is in use by {holder}; wait for it to finish (run again without --no-wait to wait), or use another --build-dir"
+        "{what} is in use by {holder}; wait for it to finish (run again without --no-wait to wait), or use another --build-dir"
     )]
-    Busy { dir: Utf8PathBuf, holder: String },
-    #[error("interrupted while waiting for the build directory `{dir}`")]
-    Interrupted { dir: Utf8PathBuf },
+    Busy { what: String, holder: String },
+    #[error("interrupted while waiting for {what}")]
+    Interrupted { what: String },
     #[error("cannot lock the build directory `{dir}`: {source}")]
     Io {
         dir: Utf8PathBuf,
@@ -51,10 +75,12 @@ pub enum LockError {
 }
 
 impl BuildLock {
-    /// Take the lock of the build directory `build`: wait for it (polling
-    /// `interrupt`) or, without `wait`, fail at once naming the holder.
+    /// Take the locks `scope` needs in the build directory `build`: wait
+    /// for them (polling `interrupt`) or, without `wait`, fail at once
+    /// naming the holder.
     pub fn acquire(
         build: &Root,
+        scope: Scope,
         wait: bool,
         interrupt: &Interrupt,
     ) -> Result<BuildLock, LockError> {
@@ -63,43 +89,113 @@ impl BuildLock {
             dir: dir.clone(),
             source,
         };
-        if let Some(parent) = std::env::var(HOLDER_ENV)
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-            && parent == std::os::unix::process::parent_id()
-        {
-            // The parent run holds it for us: check that it really does.
-            let fd = open_lock(build).map_err(io_err)?;
-            if rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive).is_err() {
-                return Ok(BuildLock { _fd: None });
+        let whole = format!("the build directory `{dir}`");
+        let top = open_lock(build, ".lock").map_err(io_err)?;
+        let (op, holder): (_, Box<dyn Fn() -> String>) = match scope {
+            Scope::Whole => (
+                FlockOperation::NonBlockingLockExclusive,
+                Box::new(|| running(build)),
+            ),
+            _ => (
+                FlockOperation::NonBlockingLockShared,
+                Box::new(|| read_holder(&top)),
+            ),
+        };
+        take(&top, op, &whole, wait, interrupt, holder)?;
+        let mut lock = BuildLock {
+            _shared: None,
+            own: None,
+        };
+        match scope {
+            Scope::Whole => {
+                write_holder(&top).map_err(io_err)?;
+                lock.own = Some(top);
             }
-            // Nobody held it after all: keep it ourselves.
-            write_holder(&fd).map_err(io_err)?;
-            sweep_leftovers(build);
-            return Ok(BuildLock { _fd: Some(fd) });
+            Scope::Shared => lock._shared = Some(top),
+            Scope::Target(arch) => {
+                lock._shared = Some(top);
+                let fd = open_lock(build, &target_lock(arch)).map_err(io_err)?;
+                let what = format!("the target `{arch}` in {whole}");
+                take(
+                    &fd,
+                    FlockOperation::NonBlockingLockExclusive,
+                    &what,
+                    wait,
+                    interrupt,
+                    || read_holder(&fd),
+                )?;
+                write_holder(&fd).map_err(io_err)?;
+                lock.own = Some(fd);
+            }
         }
-        let fd = open_lock(build).map_err(io_err)?;
-        match take_when_free(&fd, interrupt, || {
-            let holder = read_holder(&fd);
-            if !wait {
-                return Err(LockError::Busy {
-                    dir: dir.clone(),
-                    holder,
-                });
-            }
-            eprintln!("waiting for the build directory `{dir}`, in use by {holder}");
-            Ok(())
-        }) {
-            Ok(Ok(())) => {}
-            Ok(Err(busy)) => return Err(busy),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                return Err(LockError::Interrupted { dir });
-            }
-            Err(e) => return Err(io_err(e)),
-        }
-        write_holder(&fd).map_err(io_err)?;
         sweep_leftovers(build);
-        Ok(BuildLock { _fd: Some(fd) })
+        Ok(lock)
+    }
+
+    /// Take, besides, the exclusive lock file `name` at the build
+    /// directory's top (build-all's report: `.all.lock`), waiting for it
+    /// or, without `wait`, refusing; held until the returned descriptor is
+    /// closed.
+    pub fn also(
+        build: &Root,
+        name: &str,
+        what: &str,
+        wait: bool,
+        interrupt: &Interrupt,
+    ) -> Result<OwnedFd, LockError> {
+        let fd = open_lock(build, name).map_err(|source| LockError::Io {
+            dir: build.path().to_owned(),
+            source,
+        })?;
+        take(
+            &fd,
+            FlockOperation::NonBlockingLockExclusive,
+            what,
+            wait,
+            interrupt,
+            || read_holder(&fd),
+        )?;
+        let _ = write_holder(&fd);
+        Ok(fd)
+    }
+}
+
+/// The lock file of target `arch`, at the build directory's top (never
+/// inside `<arch>/`, which `rhbuild clean` removes).
+fn target_lock(arch: &str) -> String {
+    format!(".{arch}.lock")
+}
+
+/// Take `op` on `fd` for `what`, saying once whom it waits for (or, without
+/// `wait`, refusing naming them).
+fn take(
+    fd: &OwnedFd,
+    op: FlockOperation,
+    what: &str,
+    wait: bool,
+    interrupt: &Interrupt,
+    holder: impl Fn() -> String,
+) -> Result<(), LockError> {
+    match take_when_free(fd, op, interrupt, || {
+        let holder = holder();
+        if !wait {
+            return Err(LockError::Busy {
+                what: what.to_string(),
+                holder,
+            });
+        }
+        eprintln!("waiting for {what}, in use by {holder}");
+        Ok(())
+    }) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(busy)) => Err(busy),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(LockError::Interrupted {
+            what: what.to_string(),
+        }),
+        Err(source) => Err(LockError::Io {
+            dir: Utf8PathBuf::from(what),
+            source,
+        }),
     }
 }
 
@@ -125,26 +221,32 @@ impl StageLock {
         }
         let fd = OwnedFd::from(build.append_file(rel)?);
         // Nothing gives up: it waits until the other run is done.
-        let Ok(()) = take_when_free(&fd, interrupt, || {
-            println!("    waiting for another target's run to finish {what}");
-            Ok::<(), std::convert::Infallible>(())
-        })?;
+        let Ok(()) = take_when_free(
+            &fd,
+            FlockOperation::NonBlockingLockExclusive,
+            interrupt,
+            || {
+                println!("    waiting for another target's run to finish {what}");
+                Ok::<(), std::convert::Infallible>(())
+            },
+        )?;
         Ok(StageLock { _fd: fd })
     }
 }
 
-/// Take the exclusive `flock` on `fd`, polling: the first time it is held
+/// Take the `flock` `op` (a non-blocking one) on `fd`, polling: the first time it is held
 /// elsewhere, `busy` is told (an `Err` from it gives up at once, its value
 /// returned inside `Ok`); an interrupt ends the wait with
 /// `ErrorKind::Interrupted`.
 fn take_when_free<E>(
     fd: &OwnedFd,
+    op: FlockOperation,
     interrupt: &Interrupt,
     mut busy: impl FnMut() -> Result<(), E>,
 ) -> io::Result<Result<(), E>> {
     let mut said = false;
     loop {
-        match rustix::fs::flock(fd, FlockOperation::NonBlockingLockExclusive) {
+        match rustix::fs::flock(fd, op) {
             Ok(()) => return Ok(Ok(())),
             Err(rustix::io::Errno::WOULDBLOCK) => {
                 if !said {
@@ -164,11 +266,11 @@ fn take_when_free<E>(
     }
 }
 
-fn open_lock(build: &Root) -> io::Result<OwnedFd> {
+fn open_lock(build: &Root, name: &str) -> io::Result<OwnedFd> {
     let fd = build.locate(Utf8Path::new(""))?;
     Ok(rustix::fs::openat(
         &fd,
-        ".lock",
+        name,
         OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o644),
     )?)
@@ -195,6 +297,36 @@ fn read_holder(fd: &OwnedFd) -> String {
     match (lines.next(), lines.next()) {
         (Some(pid), Some(cmd)) if !pid.is_empty() => format!("pid {pid} (`{cmd}`)"),
         _ => "another rhbuild run".to_string(),
+    }
+}
+
+/// Who holds a share of the build directory, as their lock files say:
+/// every live run for a target (a run with none is "another rhbuild run").
+fn running(build: &Root) -> String {
+    let mut who = Vec::new();
+    if let Ok(names) = build.list(Utf8Path::new("")) {
+        for name in names {
+            if name == ".lock" || !name.starts_with('.') || !name.ends_with(".lock") {
+                continue;
+            }
+            let Ok(fd) = open_lock(build, &name) else {
+                continue;
+            };
+            let text = read_holder(&fd);
+            let live = text
+                .strip_prefix("pid ")
+                .and_then(|t| t.split(' ').next())
+                .and_then(|p| p.parse().ok())
+                .is_some_and(alive);
+            if live {
+                who.push(text);
+            }
+        }
+    }
+    if who.is_empty() {
+        "another rhbuild run".to_string()
+    } else {
+        who.join(", ")
     }
 }
 
@@ -262,15 +394,41 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let p = Utf8PathBuf::from_path_buf(t.path().to_path_buf()).unwrap();
         let root = Root::open(&p).unwrap();
-        let held = BuildLock::acquire(&root, false, &Interrupt::new()).unwrap();
-        let err = BuildLock::acquire(&root, false, &Interrupt::new()).unwrap_err();
-        let text = err.to_string();
+        let i = Interrupt::new();
+        let held = BuildLock::acquire(&root, Scope::Target("sh4"), false, &i).unwrap();
+        let me = format!("pid {}", std::process::id());
+        // The same target: refused, naming the holder.
+        let text = BuildLock::acquire(&root, Scope::Target("sh4"), false, &i)
+            .unwrap_err()
+            .to_string();
         assert!(
-            text.contains(&format!("pid {}", std::process::id())),
+            text.contains(&me) && text.contains("the target `sh4`"),
             "{text}"
         );
-        drop(held);
-        BuildLock::acquire(&root, false, &Interrupt::new()).unwrap();
+        // Another target and a run with none work beside it.
+        let other = BuildLock::acquire(&root, Scope::Target("mips"), false, &i).unwrap();
+        let shared = BuildLock::acquire(&root, Scope::Shared, false, &i).unwrap();
+        // The whole directory waits for all of them, naming the targets' runs.
+        let text = BuildLock::acquire(&root, Scope::Whole, false, &i)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains(&me), "{text}");
+        drop((held, other));
+        assert!(BuildLock::acquire(&root, Scope::Whole, false, &i).is_err());
+        drop(shared);
+        let whole = BuildLock::acquire(&root, Scope::Whole, false, &i).unwrap();
+        // And every run waits for it.
+        let text = BuildLock::acquire(&root, Scope::Target("sh4"), false, &i)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(&me) && text.contains("the build directory"),
+            "{text}"
+        );
+        drop(whole);
+        BuildLock::acquire(&root, Scope::Target("sh4"), false, &i).unwrap();
+        // A released lock's file no longer names its holder.
+        assert_eq!(std::fs::read_to_string(p.join(".sh4.lock")).unwrap(), "");
     }
 
     #[test]

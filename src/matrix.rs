@@ -71,8 +71,6 @@ impl Plan {
             .arg("--events")
             .arg(&events)
             .args(&self.args)
-            // This run holds the build directory's lock for its children.
-            .env(crate::lock::HOLDER_ENV, std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -110,6 +110,11 @@ pub struct Run {
     pub jobserver: Arc<crate::jobserver::Jobserver>,
     /// This run's hold on the build directory.
     _lock: crate::lock::BuildLock,
+    /// Locks taken on the way, held to the run's end (build-all's
+    /// `.all.lock`).
+    held: Mutex<Vec<std::os::fd::OwnedFd>>,
+    /// Wait for a lock another run holds (`--no-wait`: refuse at once).
+    wait_for_lock: bool,
     explain: bool,
     forced: Vec<String>,
     /// Stages finished or found up to date in this run -> hash.
@@ -222,8 +227,17 @@ impl Run {
                 stages.join(", ")
             )));
         }
-        let lock = crate::lock::BuildLock::acquire(policy.build(), cfg.wait_for_lock, &interrupt)
-            .map_err(|e| ScriptError::Other(e.to_string()))?;
+        // A target's run works beside other targets' runs; a run with
+        // none (a per-host stage, build-all's parent) only shares the
+        // directory and locks what it writes.
+        let scope = if cfg.arch.is_empty() {
+            crate::lock::Scope::Shared
+        } else {
+            crate::lock::Scope::Target(&target.name)
+        };
+        let lock =
+            crate::lock::BuildLock::acquire(policy.build(), scope, cfg.wait_for_lock, &interrupt)
+                .map_err(|e| ScriptError::Other(e.to_string()))?;
         let cache = match &cfg.cache_dir {
             Some(dir) => crate::confine::Root::create(dir).map(SourceCache::in_root),
             None => policy
@@ -306,6 +320,8 @@ impl Run {
                     .map_err(|e| ScriptError::Other(format!("cannot make a jobserver: {e}")))?,
             ),
             _lock: lock,
+            held: Mutex::new(Vec::new()),
+            wait_for_lock: cfg.wait_for_lock,
             explain: cfg.explain,
             forced: cfg.force.clone(),
             done: Mutex::new(HashMap::new()),
@@ -1667,6 +1683,22 @@ impl Ctx {
         if !root.join(script).is_file() {
             return Err(format!("run_targets: no script `{script}`"));
         }
+        // Its report is this run's to write until it ends: a second
+        // build-all on the directory waits.
+        let report_lock = crate::lock::BuildLock::also(
+            self.run.policy.build(),
+            // `.all.lock`: no target can be named `all`, so this is never
+            // a target's lock.
+            &format!(".{}.lock", crate::target::PER_HOST_DIR),
+            &format!(
+                "the report of runs across targets in the build directory `{}`",
+                self.run.build_dir
+            ),
+            self.run.wait_for_lock,
+            &self.run.interrupt,
+        )
+        .map_err(|e| e.to_string())?;
+        self.run.held.lock().unwrap().push(report_lock);
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find the rhbuild binary: {e}"))?;
         let plan = crate::matrix::Plan {

@@ -1003,8 +1003,7 @@ fn two_runs_on_one_build_directory_both_end_correct() {
     let p = project();
     slow_stage(&p, "1");
     let first = spawn_run(&p, &["run", "scripts/slow.rhai", "--arch", "t"]);
-    wait_for(&p.root.join("build/.lock"));
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for(&p.root.join("build/t/logs/slow.log"));
     // --no-wait refuses at once, naming the holder.
     let o = p
         .rhbuild(&["run", "scripts/slow.rhai", "--arch", "t", "--no-wait"])
@@ -1028,7 +1027,9 @@ fn two_runs_on_one_build_directory_both_end_correct() {
     );
     assert!(second.status.success(), "{}", second.stderr);
     assert!(
-        second.stderr.contains("waiting for the build directory"),
+        second
+            .stderr
+            .contains("waiting for the target `t` in the build directory"),
         "{}",
         second.stderr
     );
@@ -1045,6 +1046,84 @@ fn interrupt(child: &std::process::Child) {
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGINT);
     }
+}
+
+/// Runs for two targets work side by side; cleaning waits only for what it
+/// removes: one target's runs for that target, every run for the whole
+/// directory.
+#[test]
+fn runs_for_two_targets_work_side_by_side_and_clean_waits_for_what_it_removes() {
+    let p = project();
+    p.add_target("u");
+    slow_stage(&p, "30");
+    let mut first = spawn_run(&p, &["run", "scripts/slow.rhai", "--arch", "t"]);
+    wait_for(&p.root.join("build/t/logs/slow.log"));
+    // Another target does not wait: --no-wait would refuse if it had to.
+    p.write(
+        "scripts/quick.rhai",
+        "export const output = \"quick\";\nctx.stage(\"host-tools\");\nctx.write(`${ctx.out}/done`, \"yes\");\n",
+    );
+    let o = p
+        .rhbuild(&["run", "scripts/quick.rhai", "--arch", "u", "--no-wait"])
+        .success();
+    says(&o.stdout, "quick (u) done in");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run ended before the second could show it ran beside it"
+    );
+    // The same target, and the whole directory, are refused naming the run.
+    let holder = format!("pid {}", first.id());
+    for args in [
+        &["clean", "--arch", "t", "--no-wait"][..],
+        &["clean", "--no-wait"][..],
+        &["run", "scripts/quick.rhai", "--arch", "t", "--no-wait"][..],
+    ] {
+        let o = p.rhbuild(args).failure();
+        says(&o.stderr, &holder);
+        says(&o.stderr, "rhbuild run scripts/slow.rhai --arch t");
+    }
+    // The other target's outputs can go while it runs.
+    let o = p.rhbuild(&["clean", "--arch", "u", "--no-wait"]).success();
+    says(&o.stdout, "removed");
+    assert!(!p.root.join("build/u").exists());
+    assert!(p.root.join("build/t/logs/slow.log").exists());
+    // Once it is gone, the whole directory is free.
+    interrupt(&first);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(130));
+    p.rhbuild(&["clean", "--no-wait"]).success();
+    assert!(!p.root.join("build/t").exists());
+}
+
+/// Runs across targets (build-all) write one report: a second waits for
+/// the first, while its children's targets stay open to other runs.
+#[test]
+fn two_runs_across_targets_take_turns_on_their_report() {
+    let p = project();
+    p.add_target("u");
+    slow_stage(&p, "30");
+    p.write(
+        "scripts/all.rhai",
+        "export const all_targets = true;\nctx.run_targets(#{ script: \"scripts/slow.rhai\", arches: [\"t\"], parallel: 1, jobs: 1, dir: `${ctx.build_dir}/report` });\n",
+    );
+    let first = spawn_run(&p, &["run", "scripts/all.rhai"]);
+    wait_for(&p.root.join("build/t/logs/slow.log"));
+    let o = p
+        .rhbuild(&["run", "scripts/all.rhai", "--no-wait"])
+        .failure();
+    says(&o.stderr, "the report of runs across targets");
+    says(&o.stderr, &format!("pid {}", first.id()));
+    // Its child holds `t`, not the directory: `u` is free.
+    p.rhbuild(&["run", "scripts/host-tools.rhai", "--arch", "u", "--no-wait"])
+        .success();
+    let o = p
+        .rhbuild(&["run", "scripts/slow.rhai", "--arch", "t", "--no-wait"])
+        .failure();
+    says(&o.stderr, "the target `t`");
+    interrupt(&first);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(first.status.code(), Some(130));
+    assert!(!p.root.join("build/t/slow").exists());
 }
 
 #[test]

@@ -334,6 +334,19 @@ fn a_stage_removed_by_clean_is_built_again() {
     assert!(!p.root.join("build/t").exists());
     let o = p.rhbuild(&["clean", "--arch", "t", "nosuch"]).failure();
     assert!(o.stderr.contains("no stage `nosuch`"), "{}", o.stderr);
+    // A mistyped target, or the directory every target shares, is refused
+    // rather than "cleaned".
+    let o = p.rhbuild(&["clean", "--arch", "tt"]).failure();
+    assert!(
+        o.stderr
+            .contains("no target `tt` (targets: t) and nothing built for it"),
+        "{}",
+        o.stderr
+    );
+    run(&p, "scripts/b.rhai", &[]);
+    let o = p.rhbuild(&["clean", "--arch", "all"]).failure();
+    assert!(o.stderr.contains("`all` is not a target"), "{}", o.stderr);
+    assert!(p.root.join("build/t/b").exists());
 }
 
 #[test]

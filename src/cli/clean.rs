@@ -6,7 +6,7 @@ use crate::engine::ScriptEngine;
 use camino::Utf8PathBuf;
 use std::process::ExitCode;
 
-/// Remove built outputs, holding the build directory's lock. Without
+/// Remove built outputs under the lock of what goes (see `lock`). Without
 /// `--arch`: every target's directory and the extracted sources (the
 /// download cache stays unless `--cache`). With `--arch A`: that target's
 /// directory, or only the outputs of the STAGEs named (a per-host stage's
@@ -25,7 +25,7 @@ pub struct Args {
     /// Remove the download cache too (without `--arch`).
     #[arg(long)]
     cache: bool,
-    /// Refuse at once when another run holds the build directory.
+    /// Refuse at once when another run holds what would be removed.
     #[arg(long)]
     no_wait: bool,
 }
@@ -37,10 +37,32 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     let root = crate::confine::Root::open(&dir).map_err(|e| msg(e.to_string()))?;
+    if let Some(arch) = &args.arch.arch {
+        if arch == crate::target::PER_HOST_DIR {
+            return Err(msg(format!(
+                "`{arch}` is not a target: `{dir}/{arch}` holds what every target shares; remove a per-host stage by name (`rhbuild clean --arch A host-libraries`) or clean the whole directory"
+            )));
+        }
+        // A mistyped name removes nothing: say so rather than succeed.
+        let known = engine.project.target_names();
+        if !known.contains(arch) && !dir.join(arch).exists() {
+            return Err(msg(format!(
+                "no target `{arch}` (targets: {}) and nothing built for it in `{dir}`",
+                known.join(", ")
+            )));
+        }
+    }
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
-    let _lock = crate::lock::BuildLock::acquire(&root, !args.no_wait, &interrupt)
+    // The whole directory waits for every run; one target's, for that
+    // target's runs (and a per-host stage's, for its lock, below).
+    let scope = match &args.arch.arch {
+        None => crate::lock::Scope::Whole,
+        Some(arch) => crate::lock::Scope::Target(arch),
+    };
+    let _lock = crate::lock::BuildLock::acquire(&root, scope, !args.no_wait, &interrupt)
         .map_err(|e| msg(e.to_string()))?;
+    let mut stage_locks = Vec::new();
     let mut doomed: Vec<Utf8PathBuf> = Vec::new();
     match (&args.arch.arch, args.stages.is_empty()) {
         (None, true) => {
@@ -81,6 +103,19 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 };
                 // A per-host stage's output is every target's.
                 let place = if crate::engine::literal_true(&ast, "per_host") {
+                    let lock = Utf8PathBuf::from(format!(
+                        "{}/.{output}.lock",
+                        crate::target::PER_HOST_DIR
+                    ));
+                    stage_locks.push(
+                        crate::lock::StageLock::acquire(
+                            &root,
+                            &lock,
+                            &format!("the per-host stage `{stage}`"),
+                            &interrupt,
+                        )
+                        .map_err(|e| msg(format!("cannot lock `{}`: {e}", root.join(&lock))))?,
+                    );
                     crate::target::PER_HOST_DIR
                 } else {
                     arch.as_str()
