@@ -224,10 +224,16 @@ impl Airlock {
         self.execute(cmd, Capture::Log).map(|_| ())
     }
 
+    /// Run `cmd` to completion, as `run`, and return the CPU time it and
+    /// the processes it waited for spent, in seconds (user and system).
+    pub fn run_measured(&self, cmd: &Command) -> Result<f64, RunError> {
+        self.execute(cmd, Capture::Log).map(|(_, cpu)| cpu)
+    }
+
     /// Run `cmd` and return its stdout (lossily decoded as UTF-8); stderr goes
     /// to the log. For probes such as `gcc -print-file-name=libc.a`.
     pub fn output(&self, cmd: &Command) -> Result<String, RunError> {
-        self.execute(cmd, Capture::Pipe)
+        self.execute(cmd, Capture::Pipe).map(|(out, _)| out)
     }
 
     /// Run `cmd` on the user's terminal (a configuration menu): still in
@@ -297,7 +303,7 @@ impl Airlock {
         env
     }
 
-    fn execute(&self, cmd: &Command, capture: Capture) -> Result<String, RunError> {
+    fn execute(&self, cmd: &Command, capture: Capture) -> Result<(String, f64), RunError> {
         let package = cmd.package.clone();
         let command = shell_join(&cmd.argv);
         let program = cmd.argv.first().ok_or_else(|| RunError::EmptyCommand {
@@ -444,7 +450,7 @@ impl Airlock {
         let started = std::time::Instant::now();
         let outcome = if matches!(capture, Capture::Terminal) {
             // Ctrl-C reaches it with rhbuild: it shares the terminal's group.
-            child.wait().map_err(Waited::Io)
+            child.wait().map(|s| (s, 0.0)).map_err(Waited::Io)
         } else {
             wait_group(&mut child, &self.interrupt)
         };
@@ -458,11 +464,11 @@ impl Airlock {
         // (after the tail an error shows is taken).
         let seconds = started.elapsed().as_secs_f64();
         match outcome {
-            Ok(status) if status.success() => {
-                let _ = writeln!(log, "# done in {seconds:.1} s");
-                Ok(String::from_utf8_lossy(&captured).into_owned())
+            Ok((status, cpu)) if status.success() => {
+                let _ = writeln!(log, "# done in {seconds:.1} s, CPU {cpu:.1} s");
+                Ok((String::from_utf8_lossy(&captured).into_owned(), cpu))
             }
-            Ok(status) => {
+            Ok((status, _)) => {
                 let tail = crate::fsutil::tail_of_file(&cmd.log, TAIL_LINES).unwrap_or_default();
                 let _ = writeln!(log, "# {status} after {seconds:.1} s");
                 Err(RunError::Failed {
@@ -535,10 +541,37 @@ fn exited_unreaped(pid: u32) -> io::Result<bool> {
     }
 }
 
+/// The CPU time, in seconds, of the exited but unreaped process `pid` and
+/// of the children it waited for (`/proc/<pid>/stat`: utime, stime,
+/// cutime, cstime); 0 when it cannot be read.
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name, which may hold spaces and ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz <= 0 {
+        0.0
+    } else {
+        ticks as f64 / hz as f64
+    }
+}
+
 /// Wait for a child that leads its own process group, polling `interrupt`.
 /// Whatever way it ends, the rest of its group is killed before the leader is
-/// reaped, so no stray process keeps running or holds a pipe open.
-fn wait_group(child: &mut Child, interrupt: &Interrupt) -> Result<ExitStatus, Waited> {
+/// reaped, so no stray process keeps running or holds a pipe open. Returns
+/// its status and CPU time (see `cpu_seconds`).
+fn wait_group(child: &mut Child, interrupt: &Interrupt) -> Result<(ExitStatus, f64), Waited> {
     let pid = child.id();
     loop {
         if interrupt.is_set() {
@@ -548,11 +581,12 @@ fn wait_group(child: &mut Child, interrupt: &Interrupt) -> Result<ExitStatus, Wa
         }
         match exited_unreaped(pid) {
             Ok(true) => {
+                let cpu = cpu_seconds(pid);
                 // SAFETY: kill(2) on the group the unreaped leader still owns.
                 unsafe {
                     libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
                 }
-                return child.wait().map_err(Waited::Io);
+                return child.wait().map(|s| (s, cpu)).map_err(Waited::Io);
             }
             Ok(false) => std::thread::sleep(POLL),
             Err(e) => return Err(Waited::Io(e)),

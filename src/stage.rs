@@ -168,6 +168,9 @@ pub struct Frame {
     /// Time spent bringing upstream stages up to date from this frame, so a
     /// stage's reported time is its own.
     pub upstream_time: Arc<Mutex<std::time::Duration>>,
+    /// CPU seconds its commands spent (and the packages it built, once
+    /// each is done): the stage's and the package's `cpu_seconds` events.
+    pub cpu: Arc<Mutex<f64>>,
     /// A per-host stage (or a package it builds): no target's settings,
     /// stages or tools.
     pub per_host: bool,
@@ -623,6 +626,7 @@ impl Run {
             opts: rhai::Map::new(),
             own_bin: None,
             upstream_time: Arc::new(Mutex::new(std::time::Duration::ZERO)),
+            cpu: Arc::new(Mutex::new(0.0)),
             per_host,
             home,
         })
@@ -957,9 +961,10 @@ impl Run {
             return Err(e);
         }
         self.say(format!("    {name} ({place}) done in {own_time:.1} s"));
+        let cpu = *frame.cpu.lock().unwrap();
         self.event(
             "done",
-            serde_json::json!({ "stage": name, "seconds": own_time }),
+            serde_json::json!({ "stage": name, "seconds": own_time, "cpu_seconds": cpu }),
         );
         Ok(hash)
     }
@@ -1389,9 +1394,11 @@ impl Ctx {
             opts,
             own_bin: self.frame.own_bin.clone(),
             upstream_time: self.frame.upstream_time.clone(),
+            cpu: Arc::new(Mutex::new(0.0)),
             per_host: self.frame.per_host,
             home: self.frame.home.clone(),
         });
+        let package_cpu = frame.cpu.clone();
         let child = Ctx {
             run: self.run.clone(),
             frame,
@@ -1429,10 +1436,12 @@ impl Ctx {
             format!("{name} {step}")
         };
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = *package_cpu.lock().unwrap();
+        *self.frame.cpu.lock().unwrap() += cpu;
         self.run.say(format!("    {what} done in {seconds:.1} s"));
         self.run.event(
             "package",
-            serde_json::json!({ "stage": self.frame.stage, "package": what, "seconds": seconds, "log": log.as_str() }),
+            serde_json::json!({ "stage": self.frame.stage, "package": what, "seconds": seconds, "cpu_seconds": cpu, "log": log.as_str() }),
         );
         Ok(())
     }
@@ -1451,7 +1460,8 @@ impl Ctx {
                 self.frame.per_host,
                 BTreeMap::new(),
             )
-            .run(&cmd)
+            .run_measured(&cmd)
+            .map(|cpu| *self.frame.cpu.lock().unwrap() += cpu)
             .map_err(|e| format!("{e}"))
     }
 

@@ -352,3 +352,31 @@ fn an_image_type_the_board_does_not_boot_is_refused_before_any_build() {
         assert!(built.is_empty(), "{dir}: {built:?}");
     }
 }
+
+/// build-all's report turns each toolchain package's wall and CPU time into
+/// the stage's sum, the physical limit (CPU time over the target's cores)
+/// and gcc's share.
+#[test]
+fn the_report_shows_the_toolchains_cpu_time_and_physical_limit() {
+    let p = TestProject::copy_of_repo();
+    p.write(
+        "scripts/show-report.rhai",
+        r#"import "stdlib/report" as report;
+let pkg = |name, wall, cpu| #{ stage: "cross-compiler", name: name, seconds: wall, cpu_seconds: cpu, log: "x" };
+let t = #{ arch: "sh4", passed: true, seconds: 400.0, stages: [], logs: [], log: "logs/sh4.log", error: "",
+    packages: [pkg.call("binutils", 50.0, 60.0), pkg.call("gcc", 100.0, 180.0),
+               #{ stage: "linux-kernel", name: "linux", seconds: 70.0, cpu_seconds: 130.0, log: "y" }] };
+print(report::html(#{ total_seconds: 400.0, parallel: 1, jobs_per_target: 2, cpus: 2, passed: 1, failed: [], targets: [t] }));
+"#,
+    );
+    let o = p
+        .rhbuild(&["run", "scripts/show-report.rhai", "--arch", "sh4"])
+        .success();
+    // 150 s of wall time, 240 s of CPU, 120 s on 2 cores (80 %), gcc 2/3;
+    // the kernel is no part of it.
+    assert!(
+        o.stdout.contains("<tr><td>sh4</td><td>150.0 s</td><td>240.0 s</td><td>120.0 s (80.0 %)</td><td>66.7 %</td><td>binutils: 50.0 s (CPU 60.0 s)</td><td>gcc: 100.0 s (CPU 180.0 s)</td></tr>"),
+        "{}",
+        o.stdout
+    );
+}

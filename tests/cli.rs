@@ -187,3 +187,64 @@ fn matrix_prints_one_job_per_target_with_its_command() {
         o.stderr
     );
 }
+
+/// `--events` counts the CPU time of each package's commands (and the
+/// processes they wait for) and of each stage, packages included: a busy
+/// loop in a child shell shows, a sleep does not.
+#[test]
+fn events_count_the_cpu_time_of_packages_and_stages() {
+    let p = project();
+    p.write(
+        "scripts/host-tools.rhai",
+        "export const output = \"host\";\nexport const tools = true;\nctx.host_tools([\"sh\", \"sleep\"]);\n",
+    );
+    p.write(
+        "packages/burn.rhai",
+        &format!(
+            r#"export const name = "burn";
+export const version = "1";
+export const sources = [ #{{ url: "http://127.0.0.1:1/burn-1.tar.gz", sha256: "{}" }} ];
+fn build(ctx) {{
+    // The loop runs in a grandchild the command waits for.
+    ctx.work_dir("burn").run(["sh", "-c", "sh -c 'i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done'"]);
+}}
+"#,
+            "0".repeat(64)
+        ),
+    );
+    p.write(
+        "scripts/s.rhai",
+        "export const output = \"s\";\nctx.stage(\"host-tools\");\nctx.build(\"burn\");\nctx.dir(ctx.out).run([\"sleep\", \"1\"]);\n",
+    );
+    let events = p.root.join("events.jsonl");
+    p.rhbuild(&["run", "s", "--arch", "t", "--events", events.as_str()])
+        .success();
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |event: &str, key: &str, value: &str| {
+        lines
+            .iter()
+            .find(|e| e["event"] == event && e[key] == value)
+            .unwrap_or_else(|| panic!("no {event} event for {value}: {lines:?}"))
+            .clone()
+    };
+    let package = find("package", "package", "burn");
+    let stage = find("done", "stage", "s");
+    let burnt = package["cpu_seconds"].as_f64().unwrap();
+    let total = stage["cpu_seconds"].as_f64().unwrap();
+    // 300000 rounds of a shell loop are well over a tenth of a second of
+    // CPU on any machine; the stage's second of sleep adds almost nothing.
+    assert!(burnt > 0.1, "{package}");
+    assert!(total >= burnt && total < burnt + 0.5, "{stage} {package}");
+    assert!(
+        find("done", "stage", "host-tools")["cpu_seconds"]
+            .as_f64()
+            .unwrap()
+            < 0.5
+    );
+    let log = p.read("build/t/logs/burn.log");
+    assert!(log.contains(", CPU "), "{log}");
+}
