@@ -13,7 +13,8 @@
 //! What targets share is written so that two runs at once both end
 //! correct: `cache/` and `src/` by atomic renames that tolerate a sibling
 //! getting there first, a per-host stage under its own lock
-//! ([`StageLock`]), build-all's report under `.all.lock`.
+//! ([`StageLock`]: shared by the runs that use it, alone to rebuild it),
+//! build-all's report under `.all.lock`.
 //!
 //! A run sweeps, once it holds its locks, what killed runs left behind:
 //! staging directories and partial files named `*.part-<pid>*` or
@@ -199,38 +200,96 @@ fn take(
     }
 }
 
-/// A lock on one per-host stage (`build/all/.<output>.lock`), which target
-/// runs side by side under one build lock (build-all) take in turn: the
-/// first builds the stage, the others wait and then find it up to date.
+/// A lock on one per-host stage (`build/all/.<output>.lock`). A run that
+/// uses the stage holds it shared until the run ends, so nobody replaces
+/// the stage's output while it is in use; a run that must (re)build it
+/// holds it alone while it does, then shares it. See [`StageLock::use_stage`].
 #[derive(Debug)]
 pub struct StageLock {
-    _fd: OwnedFd,
+    fd: OwnedFd,
+}
+
+/// What a run found, holding a per-host stage's lock shared.
+pub enum Found<T> {
+    /// Up to date: use it (`T`: its hash).
+    Current(T),
+    /// It must be built for this run.
+    Stale,
 }
 
 impl StageLock {
-    /// Wait for the lock file `rel` beneath the build directory, polling
-    /// `interrupt`; `what` names the stage in the message said once.
-    pub fn acquire(
+    /// Bring a per-host stage up to date and keep using it: `check` (run
+    /// holding the lock shared) says whether it is current; if not, `build`
+    /// runs holding it alone, once every other run that uses the stage has
+    /// ended. Returns the held (shared) lock, to keep until the run ends,
+    /// and what `check` or `build` gave. `what` names the stage in the
+    /// messages said once; `interrupt` ends every wait.
+    pub fn use_stage<T, E>(
         build: &Root,
         rel: &Utf8Path,
         what: &str,
         interrupt: &Interrupt,
-    ) -> io::Result<StageLock> {
+        mut check: impl FnMut() -> Result<Found<T>, E>,
+        build_it: impl FnOnce() -> Result<T, E>,
+        io_err: impl Fn(io::Error) -> E,
+    ) -> Result<(StageLock, T), E> {
         if let Some(parent) = rel.parent() {
-            build.mkdir_all(parent)?;
+            build.mkdir_all(parent).map_err(&io_err)?;
         }
-        let fd = OwnedFd::from(build.append_file(rel)?);
-        // Nothing gives up: it waits until the other run is done.
-        let Ok(()) = take_when_free(
-            &fd,
-            FlockOperation::NonBlockingLockExclusive,
-            interrupt,
-            || {
-                println!("    waiting for another target's run to finish {what}");
-                Ok::<(), std::convert::Infallible>(())
-            },
-        )?;
-        Ok(StageLock { _fd: fd })
+        let fd = OwnedFd::from(build.append_file(rel).map_err(&io_err)?);
+        let lock = StageLock { fd };
+        let mut said_building = false;
+        let mut said_users = false;
+        loop {
+            // Shared: waits only while another run builds it.
+            let Ok(()) = take_when_free(
+                &lock.fd,
+                FlockOperation::NonBlockingLockShared,
+                interrupt,
+                || {
+                    if !said_building {
+                        println!("    waiting for another target's run to finish {what}");
+                        said_building = true;
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                },
+            )
+            .map_err(&io_err)?;
+            if let Found::Current(t) = check()? {
+                return Ok((lock, t));
+            }
+            // Alone, to build it: only when no other run uses it (a failed
+            // conversion may have dropped the shared lock: start again).
+            if rustix::fs::flock(&lock.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+                let t = build_it()?;
+                rustix::fs::flock(&lock.fd, FlockOperation::LockShared)
+                    .map_err(|e| io_err(e.into()))?;
+                return Ok((lock, t));
+            }
+            let _ = rustix::fs::flock(&lock.fd, FlockOperation::Unlock);
+            if !said_users {
+                println!(
+                    "    waiting for the other runs that use {what} to end: this run must rebuild it"
+                );
+                said_users = true;
+            }
+            if interrupt.is_set() {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "interrupted",
+                )));
+            }
+            // Two runs that both found it stale step back by different
+            // amounts, so one of them gets it.
+            std::thread::sleep(Duration::from_millis(
+                50 + u64::from(std::process::id() % 97),
+            ));
+        }
+    }
+
+    /// The descriptor holding the lock, to keep it held until it is closed.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
     }
 }
 

@@ -777,21 +777,37 @@ impl Run {
         let mut inner = chain.to_vec();
         inner.push(name.clone());
         let result = if per_host {
-            // Another target's run (build-all) may be building it: take
-            // turns, then find it up to date.
+            // Other targets' runs use it too: one builds it while the
+            // others wait, and no run replaces it while another uses it
+            // (each holds its lock shared to the end).
             let lock = Utf8PathBuf::from(format!("{PER_HOST_DIR}/.{output}.lock"));
-            match crate::lock::StageLock::acquire(
+            let lock_path = self.build_dir.join(&lock);
+            crate::lock::StageLock::use_stage(
                 self.policy.build(),
                 &lock,
                 &format!("the per-host stage `{name}`"),
                 &self.interrupt,
-            ) {
-                Ok(_held) => self.bring_up_to_date(rel, &name, &output, &inner, true),
-                Err(e) => Err(ScriptError::Other(format!(
-                    "cannot lock the per-host stage `{name}` (`{}`): {e}",
-                    self.build_dir.join(&lock)
-                ))),
-            }
+                || {
+                    Ok(match self.current(&name, &output, &inner, true)? {
+                        Ok(hash) => crate::lock::Found::Current(hash),
+                        Err(_) => crate::lock::Found::Stale,
+                    })
+                },
+                || self.bring_up_to_date(rel, &name, &output, &inner, true),
+                |e| {
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        ScriptError::Other("interrupted".into())
+                    } else {
+                        ScriptError::Other(format!(
+                            "cannot lock the per-host stage `{name}` (`{lock_path}`): {e}"
+                        ))
+                    }
+                },
+            )
+            .map(|(held, hash)| {
+                self.held.lock().unwrap().push(held.into_fd());
+                hash
+            })
         } else {
             self.bring_up_to_date(rel, &name, &output, &inner, false)
         };
@@ -823,18 +839,18 @@ impl Run {
             .unwrap_or_else(|| hash.to_string())
     }
 
-    fn bring_up_to_date(
+    /// Whether the stage's finished build still holds: `Ok(hash)` when it
+    /// does (said, and its event written), else why not.
+    fn current(
         self: &Arc<Self>,
-        rel: &Utf8Path,
         name: &str,
         output: &str,
         chain: &[String],
         per_host: bool,
-    ) -> Result<String, ScriptError> {
+    ) -> Result<Result<String, Vec<String>>, ScriptError> {
         let place = self.place(per_host).to_string();
-        let build = self.policy.build();
         let dest_rel = Utf8PathBuf::from(format!("{place}/{output}"));
-        let previous = Manifest::read_in(build, &dest_rel);
+        let previous = Manifest::read_in(self.policy.build(), &dest_rel);
         let why = match &previous {
             _ if self.forced.iter().any(|f| f == name) => {
                 vec!["it was forced (--force)".to_string()]
@@ -860,8 +876,26 @@ impl Run {
                 m.key
             };
             self.keys.lock().unwrap().insert(m.hash.clone(), key);
-            return Ok(m.hash);
+            return Ok(Ok(m.hash));
         }
+        Ok(Err(why))
+    }
+
+    fn bring_up_to_date(
+        self: &Arc<Self>,
+        rel: &Utf8Path,
+        name: &str,
+        output: &str,
+        chain: &[String],
+        per_host: bool,
+    ) -> Result<String, ScriptError> {
+        let why = match self.current(name, output, chain, per_host)? {
+            Ok(hash) => return Ok(hash),
+            Err(why) => why,
+        };
+        let place = self.place(per_host).to_string();
+        let build = self.policy.build();
+        let dest_rel = Utf8PathBuf::from(format!("{place}/{output}"));
         self.say(format!("=== {name} ({place})"));
         if self.explain {
             const SHOWN: usize = 8;

@@ -695,3 +695,69 @@ for x in r {
     assert_eq!(p.read("build/t1/use/made"), "unset\n");
     assert_eq!(p.read("build/t2/use/made"), "unset\n");
 }
+
+/// A per-host stage in use by one target's run is not replaced under it:
+/// another run that must rebuild it (other settings) waits until the user
+/// has ended, then rebuilds; the first run saw one build throughout.
+#[test]
+fn a_per_host_stage_is_not_rebuilt_under_a_run_that_uses_it() {
+    let p = per_host_project();
+    p.write(
+        "scripts/host-tools.rhai",
+        "export const output = \"host\";\nexport const tools = true;\nctx.host_tools([\"sleep\"]);\n",
+    );
+    p.write(
+        "scripts/slow-use.rhai",
+        "export const output = \"slow-use\";\nctx.stage(\"host-tools\");\nlet s = ctx.stage(\"shared\");\nctx.write(`${ctx.out}/before`, ctx.read(`${s}/made`));\nctx.dir(ctx.out).run([\"sleep\", \"3\"]);\nctx.write(`${ctx.out}/after`, ctx.read(`${s}/made`));\n",
+    );
+    p.rhbuild(&["run", "scripts/use.rhai", "--arch", "t1"])
+        .success();
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_rhbuild"))
+        .args(["run", "scripts/slow-use.rhai", "--arch", "t1"])
+        .current_dir(&p.root)
+        .env("NO_COLOR", "1")
+        .env("RHBUILD_SET_TOOLCHAIN", "debian")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = p.root.join("build/t1/logs/slow-use.log");
+    for _ in 0..400 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(started.exists(), "the first run never started");
+    // Another target, other settings for the per-host stage: it waits.
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/use.rhai",
+            "--arch",
+            "t2",
+            "--set",
+            "COLOUR=green",
+        ])
+        .success();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        o.stdout.contains("waiting for the other runs that use the per-host stage `shared` to end: this run must rebuild it"),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("=== shared (all)"), "{}", o.stdout);
+    assert_eq!(p.read("build/t1/slow-use/before"), "unset\n");
+    assert_eq!(p.read("build/t1/slow-use/after"), "unset\n");
+    assert_eq!(p.read("build/t2/use/made"), "green\n");
+    assert_eq!(p.read("build/count"), "built\nbuilt\n");
+    // Cleaning it waits for every run, as cleaning the whole directory does.
+    p.rhbuild(&["clean", "--arch", "t1", "shared", "--no-wait"])
+        .success();
+    assert!(!p.root.join("build/all/shared").exists());
+}

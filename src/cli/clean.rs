@@ -54,34 +54,15 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     }
     let interrupt = crate::interrupt::Interrupt::from_signals()
         .map_err(|e| msg(format!("cannot install signal handlers: {e}")))?;
-    // The whole directory waits for every run; one target's, for that
-    // target's runs (and a per-host stage's, for its lock, below).
-    let scope = match &args.arch.arch {
-        None => crate::lock::Scope::Whole,
-        Some(arch) => crate::lock::Scope::Target(arch),
-    };
-    let _lock = crate::lock::BuildLock::acquire(&root, scope, !args.no_wait, &interrupt)
-        .map_err(|e| msg(e.to_string()))?;
-    let mut stage_locks = Vec::new();
+    // The stages named, first: what they remove decides what to lock.
     let mut doomed: Vec<Utf8PathBuf> = Vec::new();
+    let mut shared_by_all = false;
     match (&args.arch.arch, args.stages.is_empty()) {
-        (None, true) => {
-            for name in root
-                .list(camino::Utf8Path::new(""))
-                .map_err(|e| msg(e.to_string()))?
-            {
-                if name.starts_with('.') || (name == "cache" && !args.cache) {
-                    continue;
-                }
-                doomed.push(name.into());
-            }
-        }
         (None, false) => {
             return Err(msg(
                 "name the target whose stages to remove: `rhbuild clean --arch A STAGE...`",
             ));
         }
-        (Some(arch), true) => doomed.push(arch.into()),
         (Some(arch), false) => {
             for stage in &args.stages {
                 let rel = Utf8PathBuf::from(format!("scripts/{stage}.rhai"));
@@ -103,19 +84,7 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 };
                 // A per-host stage's output is every target's.
                 let place = if crate::engine::literal_true(&ast, "per_host") {
-                    let lock = Utf8PathBuf::from(format!(
-                        "{}/.{output}.lock",
-                        crate::target::PER_HOST_DIR
-                    ));
-                    stage_locks.push(
-                        crate::lock::StageLock::acquire(
-                            &root,
-                            &lock,
-                            &format!("the per-host stage `{stage}`"),
-                            &interrupt,
-                        )
-                        .map_err(|e| msg(format!("cannot lock `{}`: {e}", root.join(&lock))))?,
-                    );
+                    shared_by_all = true;
                     crate::target::PER_HOST_DIR
                 } else {
                     arch.as_str()
@@ -123,6 +92,30 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
                 doomed.push(Utf8PathBuf::from(format!("{place}/{output}")));
             }
         }
+        _ => {}
+    }
+    // The whole directory, or a per-host stage any target's run may be
+    // using, waits for every run; one target's outputs, for that target's.
+    let scope = match &args.arch.arch {
+        Some(arch) if !shared_by_all => crate::lock::Scope::Target(arch),
+        _ => crate::lock::Scope::Whole,
+    };
+    let _lock = crate::lock::BuildLock::acquire(&root, scope, !args.no_wait, &interrupt)
+        .map_err(|e| msg(e.to_string()))?;
+    match (&args.arch.arch, args.stages.is_empty()) {
+        (None, true) => {
+            for name in root
+                .list(camino::Utf8Path::new(""))
+                .map_err(|e| msg(e.to_string()))?
+            {
+                if name.starts_with('.') || (name == "cache" && !args.cache) {
+                    continue;
+                }
+                doomed.push(name.into());
+            }
+        }
+        (Some(arch), true) => doomed.push(arch.into()),
+        _ => {}
     }
     for d in doomed {
         if root.exists(&d).unwrap_or(false) {
