@@ -52,7 +52,7 @@ impl Ctx {
                 }
             }
         }
-        fetch_packages(&self.run, &pkgs)
+        fetch_packages(&self.run, &pkgs, self.frame.per_host)
     }
 
     /// The verified, extracted and patched source tree of the current
@@ -97,11 +97,12 @@ impl Ctx {
             let key = crate::checksum::sha256_bytes(id.as_bytes());
             return self.unpacked(pkg, &p, None, &key);
         }
-        let fetched = fetch_packages(run, std::slice::from_ref(pkg)).and_then(|_| {
-            run.cache
-                .cached(&pkg.spec())
-                .ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
-        })?;
+        let fetched = fetch_packages(run, std::slice::from_ref(pkg), self.frame.per_host)
+            .and_then(|_| {
+                run.cache
+                    .cached(&pkg.spec())
+                    .ok_or_else(|| format!("`{}` vanished from the cache", pkg.name))
+            })?;
         let origin = &pkg.origins[fetched.origin];
         let id = pinned_identity(pkg);
         self.frame
@@ -345,9 +346,10 @@ impl Ctx {
     }
 }
 
-/// Fetch packages in parallel, at most `jobs` (and at most 4) at a time.
+/// Fetch packages in parallel, at most `jobs` (and at most 4) at a time,
+/// with the download settings a per-host stage or a target's sees.
 /// Overridden packages are not fetched; they are logged as unverified.
-pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
+pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package], per_host: bool) -> PrimResult<()> {
     let todo: Vec<&Package> = pkgs
         .iter()
         .filter(|p| match run.overrides.get(&p.name) {
@@ -364,8 +366,13 @@ pub fn fetch_packages(run: &Arc<Run>, pkgs: &[Package]) -> PrimResult<()> {
             run.say(format!("    {name}: {line}"));
         }
     };
-    let failures =
-        crate::fetch::fetch_many(&run.cache, &specs, &run.fetch_options(), run.jobs, &say);
+    let failures = crate::fetch::fetch_many(
+        &run.cache,
+        &specs,
+        &run.fetch_options(per_host),
+        run.jobs,
+        &say,
+    );
     if failures.is_empty() {
         Ok(())
     } else {

@@ -569,26 +569,25 @@ impl Run {
     }
 
     /// How downloads go: PREFERRED_MIRROR, FETCH_DEADLINE (seconds per
-    /// file) and FETCH_MAX_BYTES (for origins without a `size`).
-    pub fn fetch_options(&self) -> FetchOptions {
+    /// file) and FETCH_MAX_BYTES (for origins without a `size`), as a
+    /// per-host stage or a target's sees them.
+    pub fn fetch_options(&self, per_host: bool) -> FetchOptions {
         use std::io::IsTerminal;
         let defaults = FetchOptions::default();
+        let settings = self.settings_for(per_host);
         FetchOptions {
-            preferred_mirror: self
-                .settings
+            preferred_mirror: settings
                 .get("PREFERRED_MIRROR")
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
             progress: std::io::stderr().is_terminal(),
             interrupt: self.interrupt.clone(),
-            deadline: self
-                .settings
+            deadline: settings
                 .get("FETCH_DEADLINE")
                 .and_then(|v| v.trim().parse().ok())
                 .map(std::time::Duration::from_secs)
                 .unwrap_or(defaults.deadline),
-            max_bytes: self
-                .settings
+            max_bytes: settings
                 .get("FETCH_MAX_BYTES")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(defaults.max_bytes),

@@ -761,3 +761,49 @@ fn a_per_host_stage_is_not_rebuilt_under_a_run_that_uses_it() {
         .success();
     assert!(!p.root.join("build/all/shared").exists());
 }
+
+/// Download limits follow the settings the stage sees: a target file's
+/// FETCH_MAX_BYTES bounds that target's downloads, not a per-host stage's.
+#[test]
+fn a_targets_download_limit_does_not_reach_a_per_host_stage() {
+    use crate::http_server::{HttpServer, Route};
+    let server = HttpServer::start();
+    let data = b"twenty-four bytes long!\n".to_vec();
+    server.route("/p-1.txt", Route::Bytes(data.clone()));
+    let p = per_host_project();
+    let text = p.read("targets/t1/target.rhai");
+    p.write(
+        "targets/t1/target.rhai",
+        &format!("{text}export const FETCH_MAX_BYTES = \"10\";\n"),
+    );
+    p.write(
+        "packages/p.rhai",
+        &format!(
+            "export const name = \"p\";\nexport const version = \"1\";\nexport const sources = [ #{{ url: \"{}\", sha256: \"{}\" }} ];\n",
+            server.url("/p-1.txt"),
+            rhbuild::checksum::sha256_bytes(&data)
+        ),
+    );
+    p.write(
+        "scripts/host-fetch.rhai",
+        "export const output = \"host-fetch\";\nexport const per_host = true;\nctx.fetch([\"p\"]);\n",
+    );
+    p.write(
+        "scripts/target-fetch.rhai",
+        "export const output = \"target-fetch\";\nctx.fetch([\"p\"]);\n",
+    );
+    // The target's own fetch is bounded by its file's limit...
+    let o = p
+        .rhbuild(&["run", "scripts/target-fetch.rhai", "--arch", "t1"])
+        .failure();
+    assert!(
+        o.stderr.contains("more than the 10 allowed"),
+        "{}",
+        o.stderr
+    );
+    // ...the per-host stage, run for the same target, is not.
+    let o = p
+        .rhbuild(&["run", "scripts/host-fetch.rhai", "--arch", "t1"])
+        .success();
+    assert!(o.stdout.contains("host-fetch (all) done"), "{}", o.stdout);
+}
