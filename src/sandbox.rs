@@ -383,10 +383,8 @@ mod forward {
     /// listener's backlog).
     const MAX_CONNECTIONS: usize = 64;
 
-    /// The first byte of the hand-over: end when the pair closes, or
-    /// only with the parent.
+    /// The first byte of the hand-over.
     const HOLD: u8 = b'H';
-    const PARENT: u8 = b'P';
 
     pub struct Forwarder {
         pid: libc::pid_t,
@@ -434,11 +432,11 @@ mod forward {
 
     impl Forwarder {
         /// In the new network namespace: bring loopback up, listen on each
-        /// forward's port, and pass the listeners to the forwarder. With
-        /// `hold`, it ends when every copy of our end of the pair is closed
-        /// (this process keeps one until `finish`; children close theirs
-        /// when they execute a program or end); else when its parent ends.
-        pub fn hand_over(&self, forwards: &[Forward], hold: bool) -> Result<(), String> {
+        /// forward's port, and pass the listeners to the forwarder. It ends
+        /// when every copy of our end of the pair is closed (this process
+        /// keeps one until `finish`; children close theirs when they
+        /// execute a program or end), or when its parent ends.
+        pub fn hand_over(&self, forwards: &[Forward]) -> Result<(), String> {
             loopback_up()?;
             let mut listeners = Vec::new();
             for f in forwards {
@@ -449,7 +447,7 @@ mod forward {
                 listeners.push(l);
             }
             let fds: Vec<RawFd> = listeners.iter().map(|l| l.as_raw_fd()).collect();
-            send(&self.ctl, if hold { HOLD } else { PARENT }, &fds)
+            send(&self.ctl, HOLD, &fds)
                 .map_err(|e| format!("cannot pass the listeners to the forwarder: {e}"))
         }
 
@@ -611,22 +609,24 @@ mod forward {
             let active = active.clone();
             std::thread::spawn(move || accept(listener, target, active));
         }
-        // Until the parent ends (or, with HOLD, the pair's other ends
-        // close). The parent-death signal alone does not do: a parent
+        // Until the parent ends or the pair's other ends close. The parent-death signal alone does not do: a parent
         // that is the command, Landlocked with scoped signals, cannot
         // signal the forwarder outside its domain, even by dying.
-        let mut fds = vec![libc::pollfd {
-            fd: pidfd.as_ref().map_or(-1, |p| p.as_raw_fd()),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        if tag == HOLD {
-            fds.push(libc::pollfd {
+        if tag != HOLD {
+            return;
+        }
+        let mut fds = vec![
+            libc::pollfd {
+                fd: pidfd.as_ref().map_or(-1, |p| p.as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
                 fd: ctl.as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
-            });
-        }
+            },
+        ];
         loop {
             // SAFETY: poll reads and writes only the array given; getppid
             // has no arguments.
@@ -1001,10 +1001,10 @@ mod helper {
         namespaces(&o, &mut st)?;
         let forwarder = match forwarder {
             Some(fw) if st.net_ns => {
-                // With a PID namespace, this process outlives the command
-                // and ends the forwarder after it; without, this process
-                // becomes the command, and the forwarder ends with it.
-                fw.hand_over(&o.forwards, st.pid_ns)?;
+                // This process outlives the command (with a PID namespace
+                // as its parent, without one by running it as a child, see
+                // below) and ends and reaps the forwarder after it.
+                fw.hand_over(&o.forwards)?;
                 st.forwarded = true;
                 Some(fw)
             }
@@ -1035,6 +1035,10 @@ mod helper {
         landlock(&o, &mut st)?;
         if o.probe {
             println!("{}", serde_json::to_string(&st).unwrap_or_default());
+            // Without a PID namespace nobody else reaps the forwarder.
+            if let Some(fw) = forwarder.filter(|_| !st.pid_ns) {
+                fw.finish();
+            }
             return Ok(ExitCode::SUCCESS);
         }
         if st.pid_ns {
@@ -1044,6 +1048,21 @@ mod helper {
                 -1 => return Err(last_error("fork")),
                 0 => {}
                 child => return Ok(reap_until(child)),
+            }
+        }
+        if let Some(fw) = forwarder.filter(|_| !st.pid_ns) {
+            // No PID namespace: run the command as a child rather than
+            // becoming it, so the forwarder is ended and reaped here, not
+            // left a zombie for whatever reaps orphans (if anything does).
+            // SAFETY: as above.
+            match unsafe { libc::fork() } {
+                -1 => return Err(last_error("fork")),
+                0 => {}
+                child => {
+                    let status = wait_for(child);
+                    fw.finish();
+                    return Ok(status.map_or(ExitCode::from(126), mirror));
+                }
             }
         }
         let program = &o.argv[0];

@@ -540,6 +540,30 @@ ctx.host_tools(["sh", "bash", "cat", "touch", "sleep", "echo", "head", "grep", "
     p
 }
 
+/// Processes this one adopted (as a subreaper) that are distcc forwarders
+/// (`rhbuild-forward`), zombies included: "pid state".
+fn adopted_forwarders() -> Vec<String> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if head.ends_with("(rhbuild-forward") && fields.get(1) == Some(&me.as_str()) {
+            found.push(format!(
+                "{} {}",
+                entry.file_name().to_string_lossy(),
+                fields[0]
+            ));
+        }
+    }
+    found
+}
+
 #[test]
 fn a_build_command_reaches_the_distcc_servers_and_nothing_else() {
     let (port, served) = counting_server();
@@ -573,6 +597,24 @@ fn a_build_command_reaches_the_distcc_servers_and_nothing_else() {
     // The forwarder ended with the command.
     let left = crate::distcc::processes_mentioning(p.root.as_str());
     assert!(left.is_empty(), "left running: {left:?}");
+
+    // Without a PID namespace the sandbox still ends and reaps the
+    // forwarder itself, rather than leaving a zombie to whatever adopts
+    // orphans: this test process adopts them here, and none is one.
+    // SAFETY: prctl on this process; orphans then come to it, as zombies
+    // at worst, which the check below reads.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) };
+    std::fs::remove_dir_all(p.root.join("build/t/victim-stage")).unwrap();
+    let o = run_stage_with(&p, &["--set", &hosts], "pidns");
+    let log = p.read("build/t/logs/evil.log");
+    assert!(o.status.success(), "{}\n{log}", o.stderr);
+    says(&log, "only-the-server");
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2, "{log}");
+    let adopted = adopted_forwarders();
+    assert!(
+        adopted.is_empty(),
+        "forwarders left to this process: {adopted:?}"
+    );
 
     // Without a network namespace, the run says what is not confined,
     // and `--sandbox require` refuses.
