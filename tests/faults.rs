@@ -1443,3 +1443,60 @@ fn a_full_disk_fails_clearly_and_leaves_nothing_that_looks_finished() {
         "{stderr}"
     );
 }
+
+/// `rhbuild miniconfig` and `menuconfig` hand their files to the script
+/// through the build directory: links a script planted there (at the
+/// names once used, or the target's whole directory) are not followed,
+/// so nothing outside is written or read.
+#[test]
+fn miniconfig_follows_no_link_planted_in_the_build_directory() {
+    let outside = Outside::new();
+    let p = TestProject::empty();
+    p.add_target("t");
+    p.write(
+        "scripts/miniconfig.rhai",
+        "ctx.write(ctx.setting(\"MINICONFIG_OUTPUT\"), ctx.read(ctx.setting(\"MINICONFIG_INPUT\")));\n",
+    );
+    p.write(
+        "scripts/menuconfig.rhai",
+        "ctx.write(ctx.setting(\"MINICONFIG_OUTPUT\"), ctx.read(ctx.setting(\"MENUCONFIG_EDITED\")));\n",
+    );
+    let mine = p.write("my.config", "CONFIG_MINE=y\n");
+    let tmp = p.root.join("build/t/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    for name in [
+        "miniconfig-input.config",
+        "miniconfig-output.config",
+        "menuconfig-output.config",
+        "menuconfig-edited.config",
+    ] {
+        std::os::unix::fs::symlink(outside.dir.join("victim"), tmp.join(name)).unwrap();
+    }
+    let o = p
+        .rhbuild(&["miniconfig", "t", mine.as_str(), "-o", "out.config"])
+        .success();
+    assert_eq!(p.read("out.config"), "CONFIG_MINE=y\n", "{}", o.stderr);
+    let o = p
+        .rhbuild(&[
+            "menuconfig",
+            "linux",
+            "--arch",
+            "t",
+            "--edited",
+            mine.as_str(),
+            "-o",
+            "menu.config",
+        ])
+        .success();
+    assert_eq!(p.read("menu.config"), "CONFIG_MINE=y\n", "{}", o.stderr);
+    outside.assert_untouched();
+    // The target's whole directory a link to outside: refused, untouched.
+    std::fs::remove_dir_all(p.root.join("build/t")).unwrap();
+    std::os::unix::fs::symlink(&outside.dir, p.root.join("build/t")).unwrap();
+    let o = p
+        .rhbuild(&["miniconfig", "t", mine.as_str(), "-o", "out2.config"])
+        .output();
+    assert!(!o.status.success(), "{}", o.stdout);
+    outside.assert_untouched();
+    assert!(!p.root.join("out2.config").exists());
+}

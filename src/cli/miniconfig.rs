@@ -3,7 +3,7 @@
 
 use super::{CliResult, msg};
 use crate::engine::ScriptEngine;
-use camino::Utf8PathBuf;
+use camino::{Utf8Path, Utf8PathBuf};
 use std::process::ExitCode;
 
 /// Shrink a full kernel `.config` (say, one tuned with menuconfig) to the
@@ -41,25 +41,88 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     if !config.is_file() {
         return Err(msg(format!("no file `{}`", args.config)));
     }
-    // The script reads and writes inside the build directory only.
-    let build_dir = args.options.build_dir.resolve(&engine);
-    let tmp = build_dir.join(&args.arch).join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| msg(format!("cannot create `{tmp}`: {e}")))?;
-    let input = tmp.join("miniconfig-input.config");
-    let output = tmp.join("miniconfig-output.config");
-    std::fs::copy(&config, &input).map_err(|e| msg(format!("cannot copy `{config}`: {e}")))?;
-    let _ = std::fs::remove_file(&output);
+    let text = std::fs::read(&config).map_err(|e| msg(format!("cannot read `{config}`: {e}")))?;
+    let files = Handover::new(&args.options, &engine, &args.arch, "miniconfig");
     let set = vec![
-        format!("MINICONFIG_INPUT={input}"),
-        format!("MINICONFIG_OUTPUT={output}"),
+        format!("MINICONFIG_INPUT={}", files.abs(&files.input)),
+        format!("MINICONFIG_OUTPUT={}", files.abs(&files.output)),
         format!("MINICONFIG_PACKAGE={}", args.package),
     ];
     let (run, interrupt) = args.options.start(engine, args.arch.clone(), &set, None)?;
-    let result = run.run_script(&rel);
-    if interrupt.is_set() || result.is_err() {
-        return super::args::finish(result, &interrupt);
+    files.run(&run, &interrupt, &rel, Some(&text), args.output.as_ref())
+}
+
+/// The files a command hands to its script and back, in the target's
+/// build directory: `.<what>-input.part-<pid>` and `.<what>-output.part-<pid>`
+/// (a killed run's are swept). Written, read and removed through the
+/// build directory's root once the run holds its lock, so a link a script
+/// planted there is never followed.
+struct Handover {
+    build_dir: Utf8PathBuf,
+    input: Utf8PathBuf,
+    output: Utf8PathBuf,
+}
+
+impl Handover {
+    fn new(
+        options: &super::args::RunOptions,
+        engine: &ScriptEngine,
+        arch: &str,
+        what: &str,
+    ) -> Handover {
+        let pid = std::process::id();
+        Handover {
+            build_dir: crate::project::absolute(&options.build_dir.resolve(engine)),
+            input: Utf8PathBuf::from(format!("{arch}/.{what}-input.part-{pid}")),
+            output: Utf8PathBuf::from(format!("{arch}/.{what}-output.part-{pid}")),
+        }
     }
-    deliver(&output, args.output.as_ref())
+
+    fn abs(&self, rel: &Utf8Path) -> Utf8PathBuf {
+        self.build_dir.join(rel)
+    }
+
+    /// Write `input` (if any), run the script, deliver what it wrote to
+    /// `out` or standard output; remove both files whatever happens.
+    fn run(
+        &self,
+        run: &std::sync::Arc<crate::stage::Run>,
+        interrupt: &crate::interrupt::Interrupt,
+        script: &Utf8Path,
+        input: Option<&[u8]>,
+        out: Option<&Utf8PathBuf>,
+    ) -> CliResult {
+        let build = run.policy.build();
+        let result = (|| {
+            if let Some(parent) = self.input.parent() {
+                build
+                    .mkdir_all(parent)
+                    .map_err(|e| msg(format!("cannot create `{}`: {e}", self.abs(parent))))?;
+            }
+            for f in [&self.input, &self.output] {
+                build
+                    .remove_all(f, None)
+                    .map_err(|e| msg(format!("cannot remove `{}`: {e}", self.abs(f))))?;
+            }
+            if let Some(bytes) = input {
+                build
+                    .write_atomic(&self.input, bytes, 0o644)
+                    .map_err(|e| msg(format!("cannot write `{}`: {e}", self.abs(&self.input))))?;
+            }
+            let result = run.run_script(script);
+            if interrupt.is_set() || result.is_err() {
+                return super::args::finish(result, interrupt);
+            }
+            let text = build
+                .read_to_string(&self.output)
+                .map_err(|e| msg(format!("cannot read `{}`: {e}", self.abs(&self.output))))?;
+            deliver(&text, out)
+        })();
+        for f in [&self.input, &self.output] {
+            let _ = build.remove_all(f, None);
+        }
+        result
+    }
 }
 
 /// Edit a package's configuration with its own menuconfig, starting from
@@ -99,41 +162,38 @@ pub fn exec_menu(engine: ScriptEngine, args: MenuArgs) -> CliResult {
         )));
     }
     let arch = args.arch.name(&engine).map_err(msg)?;
-    let build_dir = args.options.build_dir.resolve(&engine);
-    let tmp = build_dir.join(&arch).join("tmp");
-    std::fs::create_dir_all(&tmp).map_err(|e| msg(format!("cannot create `{tmp}`: {e}")))?;
-    let output = tmp.join("menuconfig-output.config");
-    let _ = std::fs::remove_file(&output);
+    let files = Handover::new(&args.options, &engine, &arch, "menuconfig");
     let mut set = vec![
-        format!("MINICONFIG_OUTPUT={output}"),
+        format!("MINICONFIG_OUTPUT={}", files.abs(&files.output)),
         format!("MINICONFIG_PACKAGE={}", args.package),
     ];
+    let mut edited_text = None;
     if let Some(edited) = &args.edited {
         let edited = crate::project::absolute(edited);
         if !edited.is_file() {
             return Err(msg(format!("no file `{edited}`")));
         }
-        let copy = tmp.join("menuconfig-edited.config");
-        std::fs::copy(&edited, &copy).map_err(|e| msg(format!("cannot copy `{edited}`: {e}")))?;
-        set.push(format!("MENUCONFIG_EDITED={copy}"));
+        edited_text =
+            Some(std::fs::read(&edited).map_err(|e| msg(format!("cannot read `{edited}`: {e}")))?);
+        set.push(format!("MENUCONFIG_EDITED={}", files.abs(&files.input)));
     }
     let (run, interrupt) = args.options.start(engine, arch, &set, None)?;
-    let result = run.run_script(&rel);
-    if interrupt.is_set() || result.is_err() {
-        return super::args::finish(result, &interrupt);
-    }
-    deliver(&output, args.output.as_ref())
+    files.run(
+        &run,
+        &interrupt,
+        &rel,
+        edited_text.as_deref(),
+        args.output.as_ref(),
+    )
 }
 
 /// The miniconfig the script wrote, to `out` (atomically) or standard output.
-fn deliver(output: &camino::Utf8Path, out: Option<&Utf8PathBuf>) -> CliResult {
-    let text =
-        std::fs::read_to_string(output).map_err(|e| msg(format!("cannot read `{output}`: {e}")))?;
+fn deliver(text: &str, out: Option<&Utf8PathBuf>) -> CliResult {
     match out {
         Some(o) => {
             let o = crate::project::absolute(o);
             let part = camino::Utf8PathBuf::from(format!("{o}.part"));
-            std::fs::write(&part, &text)
+            std::fs::write(&part, text)
                 .and_then(|_| std::fs::rename(&part, &o))
                 .map_err(|e| msg(format!("cannot write `{o}`: {e}")))?;
             eprintln!(
