@@ -99,6 +99,12 @@ impl Root {
         &self.path
     }
 
+    /// The root's directory without links (what programs told to work in
+    /// it should be given).
+    pub fn real(&self) -> &Utf8Path {
+        &self.real
+    }
+
     /// The directory `rel` beneath this root (created if missing) as a
     /// root of its own.
     pub fn subdir(&self, rel: &Utf8Path) -> io::Result<Root> {

@@ -808,7 +808,7 @@ pub const ALLCONFIG_FILE: &str = ".miniconfig-allconfig";
 /// [`make_expander_with`] with the method [`ExpandMethod::detect`] picks.
 pub fn make_expander<R>(
     src: &Utf8Path,
-    out: &Utf8Path,
+    out: crate::confine::Root,
     make_args: Vec<String>,
     run: R,
 ) -> impl FnMut(&Miniconfig) -> Result<DotConfig, KconfigError> + use<R>
@@ -823,12 +823,14 @@ where
 /// KCONFIG_ALLCONFIG=OUT/.miniconfig-allconfig` (or the defconfig form, see
 /// [`ExpandMethod`]) through `run(argv, cwd)` with `cwd` = `src`, then reads
 /// `OUT/.config`. `O=` is left out when `out` is `src`. A stale `.config`
-/// is deleted first, so what is read is always this run's. `src` and `out`
-/// should be absolute: `make -C` changes directory.
+/// is deleted first, so what is read is always this run's. `src` should
+/// be absolute: `make -C` changes directory. `out` is the output directory
+/// opened as a root: what this process writes, removes and reads there
+/// (it runs outside any sandbox) never follows a link out of it.
 pub fn make_expander_with<R>(
     method: ExpandMethod,
     src: &Utf8Path,
-    out: &Utf8Path,
+    out_dir: crate::confine::Root,
     make_args: Vec<String>,
     mut run: R,
 ) -> impl FnMut(&Miniconfig) -> Result<DotConfig, KconfigError> + use<R>
@@ -836,14 +838,15 @@ where
     R: FnMut(&[String], &Utf8Path) -> Result<(), String>,
 {
     let src = src.to_owned();
-    let out = out.to_owned();
+    let out = out_dir.real().to_owned();
     // Boolean symbols seen in any expansion so far (DefconfigAllno).
     let mut known: BTreeSet<String> = BTreeSet::new();
     move |mini: &Miniconfig| {
         let allconfig = out.join(ALLCONFIG_FILE);
         let dot_config = out.join(".config");
         let mut argv = vec!["make".to_string(), "-C".to_string(), src.to_string()];
-        if out != src {
+        let same = std::fs::canonicalize(&src).is_ok_and(|s| s == out.as_std_path());
+        if out != src && !same {
             argv.push(format!("O={out}"));
         }
         argv.extend(make_args.iter().cloned());
@@ -858,10 +861,6 @@ where
             }
         }
         let command = argv.join(" ");
-        std::fs::create_dir_all(&out).map_err(|source| KconfigError::Write {
-            path: out.clone(),
-            source,
-        })?;
         let mut rounds = 0;
         loop {
             rounds += 1;
@@ -874,25 +873,29 @@ where
                     }
                 }
             }
-            std::fs::write(&allconfig, text).map_err(|source| KconfigError::Write {
-                path: allconfig.clone(),
-                source,
-            })?;
-            match std::fs::remove_file(&dot_config) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => {
-                    return Err(KconfigError::Write {
-                        path: dot_config.clone(),
-                        source,
-                    });
-                }
-            }
+            out_dir
+                .write_atomic(Utf8Path::new(ALLCONFIG_FILE), text.as_bytes(), 0o644)
+                .map_err(|source| KconfigError::Write {
+                    path: allconfig.clone(),
+                    source,
+                })?;
+            out_dir
+                .remove_all(Utf8Path::new(".config"), None)
+                .map_err(|source| KconfigError::Write {
+                    path: dot_config.clone(),
+                    source,
+                })?;
             run(&argv, &src).map_err(|message| KconfigError::Expand {
                 command: command.clone(),
                 message,
             })?;
-            let cfg = DotConfig::parse_file(&dot_config)?;
+            let text = out_dir
+                .read_to_string(Utf8Path::new(".config"))
+                .map_err(|source| KconfigError::Read {
+                    path: dot_config.clone(),
+                    source,
+                })?;
+            let cfg = DotConfig::parse_str(&text);
             if method == ExpandMethod::Allnoconfig {
                 return Ok(cfg);
             }

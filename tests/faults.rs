@@ -1500,3 +1500,43 @@ fn miniconfig_follows_no_link_planted_in_the_build_directory() {
     outside.assert_untouched();
     assert!(!p.root.join("out2.config").exists());
 }
+
+/// Kconfig's expansion writes its miniconfig and removes a stale `.config`
+/// in the output directory itself (not in the sandbox): an `O=` outside
+/// the build directory, or one reached through a planted link, is refused
+/// before anything is written or removed there.
+#[test]
+fn kconfig_expansion_writes_nothing_outside_the_build_directory() {
+    let outside = Outside::new();
+    let kept = outside.dir.join("sub");
+    std::fs::create_dir_all(&kept).unwrap();
+    std::fs::write(kept.join(".config"), "CONFIG_KEEP=y\n").unwrap();
+    let before = std::fs::read_dir(&kept).unwrap().count();
+    let p = project();
+    for out in [
+        format!("O={kept}"),
+        "O=../../../../../../../../../../..".to_string() + kept.as_str(),
+        "O=planted".to_string(),
+    ] {
+        let body = format!(
+            "let w = ctx.work_dir(\"k\");\nctx.symlink(\"{kept}\", `${{w.path}}/planted`);\nw.allnoconfig([], [\"{out}\"]);\n"
+        );
+        let o = run_action(&p, &body);
+        assert!(!o.status.success(), "{out}: {}", o.stdout);
+        let text = std::fs::read_to_string(kept.join(".config")).unwrap_or_default();
+        assert_eq!(text, "CONFIG_KEEP=y\n", "{out}: {}", o.stderr);
+        assert_eq!(
+            std::fs::read_dir(&kept).unwrap().count(),
+            before,
+            "{out}: something was written in {kept}"
+        );
+    }
+    let o = run_action(
+        &p,
+        &format!("ctx.work_dir(\"k\").shrink_config(\"/dev/null\", \"{kept}\", []);\n"),
+    );
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read_dir(&kept).unwrap().count(), before);
+    std::fs::remove_dir_all(&kept).unwrap();
+    outside.assert_untouched();
+}

@@ -472,7 +472,7 @@ fn expander_errors_name_the_command() {
     let mut expander = make_expander_with(
         ExpandMethod::Allnoconfig,
         &dir.join("linux"),
-        &dir.join("out"),
+        rhbuild::confine::Root::create(&dir.join("out")).unwrap(),
         vec!["ARCH=sh".into(), "CROSS_COMPILE=sh4-linux-musl-".into()],
         |argv: &[String], cwd: &Utf8Path| {
             argvs.push((argv.to_vec(), cwd.to_owned()));
@@ -596,7 +596,12 @@ fn shrink_busybox_defconfig_for_real() {
     let full = DotConfig::parse_file(&full_path).unwrap();
 
     let mut expansions = 0;
-    let mut expander = make_expander(&src, &out, vec![], command_runner(tmp.join("shrink.log")));
+    let mut expander = make_expander(
+        &src,
+        rhbuild::confine::Root::create(&out).unwrap(),
+        vec![],
+        command_runner(tmp.join("shrink.log")),
+    );
     let mut counted = |mini: &Miniconfig| {
         expansions += 1;
         expander(mini)
@@ -620,7 +625,12 @@ fn shrink_busybox_defconfig_for_real() {
 
     // A fresh expander (it has learnt no symbols from the shrink) gives the
     // same .config back, and every requested symbol survives.
-    let mut fresh = make_expander(&src, &out, vec![], command_runner(tmp.join("check.log")));
+    let mut fresh = make_expander(
+        &src,
+        rhbuild::confine::Root::create(&out).unwrap(),
+        vec![],
+        command_runner(tmp.join("check.log")),
+    );
     let again = expand(&mini, &mut fresh).unwrap();
     assert_eq!(full.differences(&again), vec![]);
     assert_eq!(again, full);
@@ -641,7 +651,7 @@ fn shrink_busybox_defconfig_for_real() {
     let mut plain = make_expander_with(
         ExpandMethod::Allnoconfig,
         &src,
-        &out,
+        rhbuild::confine::Root::create(&out).unwrap(),
         vec![],
         command_runner(tmp.join("plain.log")),
     );
@@ -658,7 +668,12 @@ fn shrink_busybox_defconfig_for_real() {
          CONFIG_FEATURE_EDITING_MAX_LEN=512 (busybox.config:3) is 0 — they do not exist in this \
          source tree or their dependencies are missing; run `make menuconfig` and search for them"
     );
-    let mut proper = make_expander(&src, &out, vec![], command_runner(tmp.join("proper.log")));
+    let mut proper = make_expander(
+        &src,
+        rhbuild::confine::Root::create(&out).unwrap(),
+        vec![],
+        command_runner(tmp.join("proper.log")),
+    );
     let cfg = expand(&small, &mut proper).unwrap();
     assert_eq!(cfg.get("FEATURE_EDITING_MAX_LEN"), Some("512"));
     // Sub-options default to y in busybox's Kconfig, but a miniconfig

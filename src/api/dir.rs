@@ -110,9 +110,10 @@ pub fn register(engine: &mut Engine) {
             let make_args = strings(&make_args, "make's arguments")?;
             let mini = lift(d.ctx.miniconfig(&minis))?;
             let (src, out, rest) = crate::kconfig::split_make_args(&d.path, &make_args);
+            let out = output_dir(d, &out)?;
             // The kernel's allnoconfig, or busybox's equivalent (detected
             // from the tree: its allnoconfig ignores KCONFIG_ALLCONFIG).
-            let mut expander = crate::kconfig::make_expander(&src, &out, rest, d.runner());
+            let mut expander = crate::kconfig::make_expander(&src, out, rest, d.runner());
             crate::kconfig::expand(&mini, &mut expander)
                 .map(drop)
                 .map_err(|e| fail(e.to_string()))
@@ -133,6 +134,23 @@ pub fn register(engine: &mut Engine) {
     );
 }
 
+/// Kconfig's output directory (`O=`), which this process writes in outside
+/// the sandbox: beneath the build directory, created and opened there
+/// without following a link out of it.
+fn output_dir(d: &Dir, out: &Utf8Path) -> RhaiResult<crate::confine::Root> {
+    let rel = lift(d.ctx.run.build_rel(out).map_err(|e| {
+        format!("kconfig's output directory (`O=`): {e}; its files are written there")
+    }))?;
+    lift(
+        d.ctx
+            .run
+            .policy
+            .build()
+            .subdir(&rel)
+            .map_err(|e| format!("kconfig's output directory `{out}`: {e}")),
+    )
+}
+
 /// The smallest miniconfig that, applied after the `base` files (none: on
 /// its own), expands in `d` (out of tree in `out`) to the `.config` `full`.
 fn shrink_over(
@@ -147,8 +165,8 @@ fn shrink_over(
     let make_args = strings(&make_args, "make's arguments")?;
     let text = lift(d.ctx.read_text(full))?;
     let cfg = crate::kconfig::DotConfig::parse_str(&text);
-    let out = lift(d.ctx.writable(out))?;
-    let mut inner = crate::kconfig::make_expander(&d.path, &out, make_args, d.runner());
+    let out = output_dir(d, Utf8Path::new(out))?;
+    let mut inner = crate::kconfig::make_expander(&d.path, out, make_args, d.runner());
     let mut over = |m: &crate::kconfig::Miniconfig| {
         let mut all = base.clone();
         all.merge(m.clone());
