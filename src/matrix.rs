@@ -28,6 +28,10 @@ pub struct Plan {
     pub args: Vec<String>,
     /// Where `logs/<arch>.log` and `events/<arch>.jsonl` go.
     pub dir: Utf8PathBuf,
+    /// `dir` opened beneath the build directory, when it lies there: its
+    /// files are then made, read and removed through it, never through a
+    /// link a script planted (`None`: plain paths, for tests).
+    pub dir_root: Option<std::sync::Arc<crate::confine::Root>>,
     pub project_root: Utf8PathBuf,
 }
 
@@ -58,10 +62,39 @@ impl Plan {
         self.dir.join("events").join(format!("{arch}.jsonl"))
     }
 
+    /// A fresh log for `arch`.
+    fn create_log(&self, arch: &str) -> std::io::Result<File> {
+        match &self.dir_root {
+            Some(root) => root.create_file(&Utf8PathBuf::from(format!("logs/{arch}.log")), 0o644),
+            None => File::create(self.log(arch)),
+        }
+    }
+
+    fn events_rel(arch: &str) -> Utf8PathBuf {
+        Utf8PathBuf::from(format!("events/{arch}.jsonl"))
+    }
+
+    /// The events `arch`'s run wrote (see [`read_events`]).
+    fn read_events(&self, arch: &str) -> Vec<serde_json::Value> {
+        match &self.dir_root {
+            Some(root) => parse_events(
+                &root
+                    .read_to_string(&Self::events_rel(arch))
+                    .unwrap_or_default(),
+            ),
+            None => read_events(&self.events(arch)),
+        }
+    }
+
     fn spawn(&self, arch: &str) -> std::io::Result<Child> {
-        let log = File::create(self.log(arch))?;
+        let log = self.create_log(arch)?;
         let events = self.events(arch);
-        let _ = std::fs::remove_file(&events);
+        match &self.dir_root {
+            Some(root) => root.remove_all(&Self::events_rel(arch), None)?,
+            None => {
+                let _ = std::fs::remove_file(&events);
+            }
+        }
         Command::new(&self.exe)
             .current_dir(&self.project_root)
             .arg("run")
@@ -85,8 +118,12 @@ pub fn run(
     interrupt: &Interrupt,
     mut finished: impl FnMut(&Outcome),
 ) -> std::io::Result<Vec<Outcome>> {
-    std::fs::create_dir_all(plan.dir.join("logs"))?;
-    std::fs::create_dir_all(plan.dir.join("events"))?;
+    for sub in ["logs", "events"] {
+        match &plan.dir_root {
+            Some(root) => root.mkdir_all(Utf8Path::new(sub))?,
+            None => std::fs::create_dir_all(plan.dir.join(sub))?,
+        }
+    }
     let mut waiting: Vec<String> = plan.arches.iter().rev().cloned().collect();
     let mut running: Vec<Running> = Vec::new();
     let mut done: Vec<Outcome> = Vec::new();
@@ -117,7 +154,12 @@ pub fn run(
                 }),
                 Err(e) => {
                     let log = plan.log(&arch);
-                    let _ = std::fs::write(&log, format!("cannot start `{}`: {e}\n", plan.exe));
+                    if let Ok(mut f) = plan.create_log(&arch) {
+                        let _ = std::io::Write::write_all(
+                            &mut f,
+                            format!("cannot start `{}`: {e}\n", plan.exe).as_bytes(),
+                        );
+                    }
                     let o = Outcome {
                         arch,
                         exit: -1,
@@ -138,7 +180,7 @@ pub fn run(
                     exit: status.code().unwrap_or(128 + 2),
                     seconds: r.started.elapsed().as_secs_f64(),
                     log: plan.log(&r.arch),
-                    events: read_events(&plan.events(&r.arch)),
+                    events: plan.read_events(&r.arch),
                     arch: r.arch,
                 };
                 finished(&o);
@@ -157,9 +199,11 @@ pub fn run(
 /// The events a child wrote; lines that do not parse (a child killed
 /// mid-write) are skipped.
 pub fn read_events(path: &Utf8Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+    parse_events(&std::fs::read_to_string(path).unwrap_or_default())
+}
+
+fn parse_events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
 }
@@ -229,6 +273,7 @@ printf '{"event":"done","arch":"%s","stage":"host-tools","seconds":0.5}\n' "$arc
             jobs: 1,
             args: vec![],
             dir: dir.join("report"),
+            dir_root: None,
             project_root: dir.to_owned(),
         };
         let mut seen = Vec::new();

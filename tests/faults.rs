@@ -1540,3 +1540,47 @@ fn kconfig_expansion_writes_nothing_outside_the_build_directory() {
     std::fs::remove_dir_all(&kept).unwrap();
     outside.assert_untouched();
 }
+
+/// build-all's parent writes each target's log and reads its events in
+/// the build directory, outside the sandbox; the child appends its events
+/// there: links a script planted at those names are replaced or refused,
+/// never written or read through.
+#[test]
+fn build_all_follows_no_link_planted_in_its_report() {
+    let outside = Outside::new();
+    let p = project();
+    p.write(
+        "scripts/quick.rhai",
+        "export const output = \"quick\";\nctx.write(`${ctx.out}/done`, \"yes\");\n",
+    );
+    p.write(
+        "scripts/all.rhai",
+        "export const all_targets = true;\nlet r = ctx.run_targets(#{ script: \"scripts/quick.rhai\", arches: [\"t\"], parallel: 1, jobs: 1, dir: `${ctx.build_dir}/report` });\nprint(`events: ${r[0].events.len()}`);\n",
+    );
+    for rel in ["build/report/logs/t.log", "build/report/events/t.jsonl"] {
+        let link = p.root.join(rel);
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(outside.dir.join("victim"), &link).unwrap();
+    }
+    let o = p.rhbuild(&["run", "scripts/all.rhai"]).success();
+    outside.assert_untouched();
+    // The run's own log and events, where the links were.
+    says(&p.read("build/report/logs/t.log"), "quick (t) done in");
+    says(
+        &p.read("build/report/events/t.jsonl"),
+        "\"stage\":\"quick\"",
+    );
+    assert!(!o.stdout.contains("events: 0"), "{}", o.stdout);
+    // A user's own --events file outside the build directory still works.
+    let mine = outside.dir.join("mine.jsonl");
+    p.rhbuild(&[
+        "run",
+        "scripts/quick.rhai",
+        "--arch",
+        "t",
+        "--events",
+        mine.as_str(),
+    ])
+    .success();
+    says(&std::fs::read_to_string(&mine).unwrap(), "up-to-date");
+}
