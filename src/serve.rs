@@ -16,6 +16,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -247,9 +248,12 @@ impl Distccd {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start `{binary}`: {e}"))?;
+        // Never through a link planted at the log's name since it was
+        // checked (the caller's `ctx.writable`) and removed above.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(log)
             .map_err(|e| format!("cannot write `{log}`: {e}"))?;
         if let Some(mut err) = child.stderr.take() {
