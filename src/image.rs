@@ -390,7 +390,7 @@ pub fn write_initramfs_with(
             .or_default() += 1;
     }
     via_part(out, |part| {
-        let file = File::create(part).map_err(io_err("create", part))?;
+        let file = create_no_follow(part).map_err(io_err("create", part))?;
         let gz = flate2::GzBuilder::new().write(BufWriter::new(file), flate2::Compression::best());
         let mut cpio = Newc {
             out: gz,
@@ -785,7 +785,7 @@ pub fn write_ext2_with(
     let (identity, fake_time) = tools.ext2_identity();
 
     via_part(out, |part| {
-        let file = File::create(part).map_err(io_err("create", part))?;
+        let file = create_no_follow(part).map_err(io_err("create", part))?;
         file.set_len(size).map_err(io_err("size", part))?;
         drop(file);
         let hint = if size < needed {
@@ -818,7 +818,9 @@ pub fn write_ext2_with(
         run_tool_env(&mke2fs, &args, &hint, tools, &fake_time)?;
         if !commands.is_empty() {
             let script = Utf8PathBuf::from(format!("{part}.owners"));
-            fs::write(&script, &commands).map_err(io_err("write", &script))?;
+            create_no_follow(&script)
+                .and_then(|mut f| f.write_all(&commands))
+                .map_err(io_err("write", &script))?;
             let args = [
                 std::ffi::OsStr::new("-w"),
                 std::ffi::OsStr::new("-f"),
@@ -868,7 +870,7 @@ pub fn create_blank_ext2_with(
     }
     let mke2fs = find_tool("mke2fs", "e2fsprogs", "an ext2 image")?;
     via_part(out, |part| {
-        let file = File::create(part).map_err(io_err("create", part))?;
+        let file = create_no_follow(part).map_err(io_err("create", part))?;
         file.set_len(size_mb * MIB).map_err(io_err("size", part))?;
         drop(file);
         let (identity, fake_time) = tools.ext2_identity();
@@ -881,4 +883,16 @@ pub fn create_blank_ext2_with(
         run_tool_env(&mke2fs, &args, "", tools, &fake_time)?;
         Ok(())
     })
+}
+
+/// Create `path` for writing, truncating a file already there but never
+/// following a link at its name (a partial output's name is predictable:
+/// a planted link there must not be written through).
+fn create_no_follow(path: impl AsRef<Path>) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }

@@ -11,6 +11,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 
 /// The `*.patch` files in `dir`, sorted by name; empty when `dir` does not
 /// exist. Hidden files (editor leftovers such as `.#x.patch`) and
@@ -139,6 +140,7 @@ pub fn apply_patches(
     let mut file = OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(log)
         .map_err(fail)?;
     apply_patches_in(src, patches, &mut file, log, None)

@@ -13,6 +13,7 @@ use crate::interrupt::{self, Interrupt};
 use camino::{Utf8Path, Utf8PathBuf};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -300,6 +301,7 @@ impl QemuConsole {
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&log_path)
             .map_err(log_error)?;
         writeln!(log, "=== {}", spec.command_line()).map_err(log_error)?;
