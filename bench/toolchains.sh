@@ -39,6 +39,7 @@ for arch in sorted(targets):
     done = {e["stage"]: e for e in ev if e["event"] == "done"}
     result = {e["key"]: e["value"] for e in ev if e["event"] == "result"}
     failed = [e["stage"] for e in ev if e["event"] == "failed"]
+    stopped = any(e["event"] == "failed" and "interrupted" in e.get("message", "") for e in ev)
     tc = done.get("cross-compiler")
     wall = tc["seconds"] if tc else None
     cpu = tc.get("cpu_seconds") if tc else None
@@ -48,7 +49,14 @@ for arch in sorted(targets):
     image = " / ".join(fmt(done[s]["seconds"]) + " s" if s in done else "-"
                        for s in ("root-filesystem", "linux-kernel", "system-image"))
     boot = result.get("boot_seconds")
-    verdict = "passed" if boot is not None and not failed else ("failed in " + failed[0] if failed else "not finished")
+    if boot is not None and not failed:
+        verdict = "passed"
+    elif stopped:
+        verdict = "stopped (interrupted) in " + failed[0]
+    elif failed:
+        verdict = "failed in " + failed[0]
+    else:
+        verdict = "not finished"
     if wall:
         sums["wall"] += wall
         sums["gcc"] += gcc
