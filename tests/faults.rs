@@ -611,6 +611,9 @@ fn a_build_command_reaches_the_distcc_servers_and_nothing_else() {
     says(&log, "only-the-server");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 2, "{log}");
     let adopted = adopted_forwarders();
+    // Orphans of tests running beside this one go back to pid 1.
+    // SAFETY: as above.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0) };
     assert!(
         adopted.is_empty(),
         "forwarders left to this process: {adopted:?}"
@@ -1571,6 +1574,32 @@ fn build_all_follows_no_link_planted_in_its_report() {
         "\"stage\":\"quick\"",
     );
     assert!(!o.stdout.contains("events: 0"), "{}", o.stdout);
+    // With an --arch, as a user may type it: ignored, not a target lock
+    // its children would wait for.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rhbuild"))
+        .args(["run", "scripts/all.rhai", "--arch", "t"])
+        .current_dir(&p.root)
+        .env("RHBUILD_SET_TOOLCHAIN", "debian")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ended = None;
+    for _ in 0..600 {
+        ended = child.try_wait().unwrap();
+        if ended.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if ended.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert!(
+        ended.is_some_and(|s| s.success()),
+        "build-all with --arch t did not end well: {ended:?}"
+    );
     // A user's own --events file outside the build directory still works.
     let mine = outside.dir.join("mine.jsonl");
     p.rhbuild(&[

@@ -80,16 +80,27 @@ pub fn exec(engine: ScriptEngine, args: Args) -> CliResult {
     // A script that runs across targets (`export const all_targets =
     // true;`), or a per-host stage (built once for every target), needs
     // none.
-    let across = engine
+    let (all_targets, per_host) = engine
         .compile(&rel, &ScriptEngine::stage_scope())
         .map(|ast| {
-            crate::engine::literal_true(&ast, "all_targets")
-                || crate::engine::literal_true(&ast, "per_host")
+            (
+                crate::engine::literal_true(&ast, "all_targets"),
+                crate::engine::literal_true(&ast, "per_host"),
+            )
         })
-        .unwrap_or(false);
+        .unwrap_or((false, false));
     let arch = match args.arch.name(&engine) {
+        // A run across targets holds no target's lock (its children take
+        // theirs) and reads no target's settings: an --arch is ignored.
+        Ok(a) if all_targets => {
+            eprintln!(
+                "note: `{}` runs across targets: --arch {a} is ignored",
+                args.script
+            );
+            String::new()
+        }
         Ok(a) => a,
-        Err(_) if across => String::new(),
+        Err(_) if all_targets || per_host => String::new(),
         Err(e) => return Err(msg(e)),
     };
     let events = args.events.as_ref().map(|e| crate::project::absolute(e));
