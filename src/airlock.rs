@@ -501,13 +501,8 @@ impl Airlock {
     /// Open a log for appending: beneath the build directory through the
     /// access policy (never through a link), elsewhere as given.
     fn open_log(&self, path: &Utf8Path) -> io::Result<File> {
-        if let Some(policy) = &self.policy
-            && let Some(rel) = policy.build().relative(path)
-        {
-            if let Some(parent) = rel.parent() {
-                policy.build().mkdir_all(parent)?;
-            }
-            return policy.build().append_file(&rel);
+        if let Some(policy) = &self.policy {
+            return policy.append(path);
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
             fs::create_dir_all(parent)?;

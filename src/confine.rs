@@ -968,6 +968,40 @@ impl AccessPolicy {
         })
     }
 
+    /// Open `path` for appending, creating it and its parents: beneath
+    /// the build directory through its root (never through a link),
+    /// elsewhere (a log or event file the user named) as given.
+    pub fn append(&self, path: &Utf8Path) -> io::Result<File> {
+        if let Some(rel) = self.build.relative(path) {
+            if let Some(parent) = rel.parent() {
+                self.build.mkdir_all(parent)?;
+            }
+            return self.build.append_file(&rel);
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+    }
+
+    /// The directory `path` beneath the build directory, created and
+    /// opened there as a root (no `..` out of it, no link followed), for
+    /// what rhbuild itself writes in it outside the sandbox.
+    pub fn build_subdir(&self, path: &Utf8Path) -> Result<Root, String> {
+        let rel = self.build.relative(path).ok_or_else(|| {
+            format!(
+                "`{path}` is not beneath the build directory `{}`",
+                self.build.path
+            )
+        })?;
+        self.build
+            .subdir(&rel)
+            .map_err(|e| format!("cannot use `{path}`: {e}"))
+    }
+
     pub fn build(&self) -> &Root {
         &self.build
     }

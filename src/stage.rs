@@ -444,16 +444,10 @@ impl Run {
         if let (Some(m), serde_json::Value::Object(f)) = (v.as_object_mut(), fields) {
             m.extend(f);
         }
-        // Beneath the build directory through its root (never through a
-        // link a script planted); elsewhere where the user said.
-        let build = self.policy.build();
-        let written = match build.relative(path) {
-            Some(rel) => build.append_file(&rel).and_then(|mut f| {
-                use std::io::Write;
-                writeln!(f, "{v}")
-            }),
-            None => crate::matrix::append_event(path, &v),
-        };
+        let written = self.policy.append(path).and_then(|mut f| {
+            use std::io::Write;
+            writeln!(f, "{v}")
+        });
         if let Err(e) = written {
             eprintln!("warning: cannot write the event log `{path}`: {e}");
         }
@@ -1732,17 +1726,7 @@ impl Ctx {
             return Err(format!("no target `{a}` (targets: {})", known.join(", ")));
         }
         let dir = self.writable(dir)?;
-        let dir_root = self
-            .run
-            .build_rel(&dir)
-            .and_then(|rel| {
-                self.run
-                    .policy
-                    .build()
-                    .subdir(&rel)
-                    .map_err(|e| format!("cannot use `{dir}`: {e}"))
-            })
-            .map(std::sync::Arc::new)?;
+        let dir_root = std::sync::Arc::new(self.run.policy.build_subdir(&dir)?);
         let root = self.run.engine.project.root.clone();
         if !root.join(script).is_file() {
             return Err(format!("run_targets: no script `{script}`"));

@@ -1022,26 +1022,10 @@ fn slow_stage(p: &TestProject, seconds: &str) {
 }
 
 fn spawn_run(p: &TestProject, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_rhbuild"))
-        .args(args)
-        .current_dir(&p.root)
-        .env("NO_COLOR", "1")
-        .env("RHBUILD_SET_TOOLCHAIN", "debian")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    p.spawn(args)
 }
 
-fn wait_for(path: &Utf8Path) {
-    for _ in 0..400 {
-        if path.exists() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{path} never appeared");
-}
+use crate::util::wait_for;
 
 #[test]
 fn two_runs_on_one_build_directory_both_end_correct() {

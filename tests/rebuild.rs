@@ -712,23 +712,8 @@ fn a_per_host_stage_is_not_rebuilt_under_a_run_that_uses_it() {
     );
     p.rhbuild(&["run", "scripts/use.rhai", "--arch", "t1"])
         .success();
-    let first = std::process::Command::new(env!("CARGO_BIN_EXE_rhbuild"))
-        .args(["run", "scripts/slow-use.rhai", "--arch", "t1"])
-        .current_dir(&p.root)
-        .env("NO_COLOR", "1")
-        .env("RHBUILD_SET_TOOLCHAIN", "debian")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = p.root.join("build/t1/logs/slow-use.log");
-    for _ in 0..400 {
-        if started.exists() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-    }
-    assert!(started.exists(), "the first run never started");
+    let first = p.spawn(&["run", "scripts/slow-use.rhai", "--arch", "t1"]);
+    crate::util::wait_for(&p.root.join("build/t1/logs/slow-use.log"));
     // Another target, other settings for the per-host stage: it waits.
     let o = p
         .rhbuild(&[

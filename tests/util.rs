@@ -68,6 +68,17 @@ impl TestProject {
         }
     }
 
+    /// `rhbuild ARGS` as `rhbuild` sets it up, started in the background
+    /// with its output piped.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut run = self.rhbuild(args);
+        run.cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// A minimal valid target folder.
     pub fn add_target(&self, name: &str) {
         self.write(
@@ -225,4 +236,15 @@ pub fn walk(dir: &Utf8Path, out: &mut Vec<Utf8PathBuf>) {
             }
         }
     }
+}
+
+/// Wait up to 10 s for `path` to appear (a background run got that far).
+pub fn wait_for(path: &Utf8Path) {
+    for _ in 0..400 {
+        if path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    panic!("{path} never appeared");
 }

@@ -138,16 +138,12 @@ pub fn register(engine: &mut Engine) {
 /// the sandbox: beneath the build directory, created and opened there
 /// without following a link out of it.
 fn output_dir(d: &Dir, out: &Utf8Path) -> RhaiResult<crate::confine::Root> {
-    let rel = lift(d.ctx.run.build_rel(out).map_err(|e| {
-        format!("kconfig's output directory (`O=`): {e}; its files are written there")
-    }))?;
     lift(
         d.ctx
             .run
             .policy
-            .build()
-            .subdir(&rel)
-            .map_err(|e| format!("kconfig's output directory `{out}`: {e}")),
+            .build_subdir(out)
+            .map_err(|e| format!("kconfig's output directory (`O=`): {e}")),
     )
 }
 
