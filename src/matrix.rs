@@ -209,13 +209,16 @@ fn parse_events(text: &str) -> Vec<serde_json::Value> {
 }
 
 /// The arguments every child run gets: the same build directory, the
-/// parent's `--set` settings and `--source` overrides.
+/// parent's options that `flags` holds (`--cache-dir`, `--sandbox`, ...),
+/// its `--set` settings and `--source` overrides.
 pub fn child_args(
     build_dir: &camino::Utf8Path,
+    flags: &[String],
     cli_settings: &std::collections::BTreeMap<String, String>,
     overrides: &std::collections::BTreeMap<String, camino::Utf8PathBuf>,
 ) -> Vec<String> {
     let mut args = vec!["--build-dir".to_string(), build_dir.to_string()];
+    args.extend(flags.iter().cloned());
     for (k, v) in cli_settings {
         args.push("--set".into());
         args.push(format!("{k}={v}"));

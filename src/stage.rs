@@ -117,6 +117,10 @@ pub struct Run {
     wait_for_lock: bool,
     explain: bool,
     forced: Vec<String>,
+    /// The options a run across targets passes on to each target's run,
+    /// besides the build directory, settings and sources (`--cache-dir`,
+    /// `--sandbox`, `--explain`, `--no-wait`).
+    child_flags: Vec<String>,
     /// Stages finished or found up to date in this run -> hash.
     done: Mutex<HashMap<String, String>>,
     /// Those stages' hashes -> their content keys.
@@ -302,6 +306,7 @@ impl Run {
                 );
             }
         }
+        let child_flags = child_flags(&cfg);
         Ok(Arc::new(Run {
             engine,
             target,
@@ -327,6 +332,7 @@ impl Run {
             wait_for_lock: cfg.wait_for_lock,
             explain: cfg.explain,
             forced: cfg.force.clone(),
+            child_flags,
             done: Mutex::new(HashMap::new()),
             keys: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
@@ -1107,6 +1113,25 @@ impl Run {
 }
 
 /// The host's clock in whole seconds since 1970.
+/// The options of `cfg` a run across targets passes on to each target's
+/// run (see `Run::child_flags`).
+fn child_flags(cfg: &RunConfig) -> Vec<String> {
+    let mut flags = Vec::new();
+    if let Some(dir) = &cfg.cache_dir {
+        flags.extend(["--cache-dir".to_string(), dir.to_string()]);
+    }
+    if let Some(level) = clap::ValueEnum::to_possible_value(&cfg.sandbox) {
+        flags.extend(["--sandbox".to_string(), level.get_name().to_string()]);
+    }
+    if cfg.explain {
+        flags.push("--explain".into());
+    }
+    if !cfg.wait_for_lock {
+        flags.push("--no-wait".into());
+    }
+    flags
+}
+
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1711,8 +1736,10 @@ impl Ctx {
     }
 
     /// Run `script` for each of `arches` as a child rhbuild (see `matrix`),
-    /// `parallel` at a time, with this run's build directory, `--set`
-    /// settings and `--source` overrides; logs and event files under `dir`.
+    /// `parallel` at a time, with this run's build directory, download
+    /// cache, sandbox level, `--explain`, `--no-wait`, `--set` settings and
+    /// `--source` overrides; logs and event files under `dir`. `--force` is
+    /// refused: passed on, a per-host stage would be rebuilt once per target.
     pub fn run_targets(
         &self,
         script: &str,
@@ -1724,6 +1751,11 @@ impl Ctx {
         let known = self.run.engine.project.target_names();
         if let Some(a) = arches.iter().find(|a| !known.contains(a)) {
             return Err(format!("no target `{a}` (targets: {})", known.join(", ")));
+        }
+        if let Some(stage) = self.run.forced.first() {
+            return Err(format!(
+                "--force {stage} is not passed on to a run across targets (a stage every target shares would be rebuilt once per target): remove it with `rhbuild clean --arch A {stage}` for the targets that need it, then run again"
+            ));
         }
         let dir = self.writable(dir)?;
         let dir_root = std::sync::Arc::new(self.run.policy.build_subdir(&dir)?);
@@ -1758,6 +1790,7 @@ impl Ctx {
             jobs,
             args: crate::matrix::child_args(
                 &self.run.build_dir,
+                &self.run.child_flags,
                 self.run.settings.command_line(),
                 &self.run.overrides,
             ),

@@ -2,7 +2,7 @@
 //! -v, the local settings file, a download cache shared by two build
 //! directories, `rhbuild settings`, shell completions and the manual page.
 
-use crate::util::TestProject;
+use crate::util::{TestProject, says};
 
 fn project() -> TestProject {
     let p = TestProject::empty();
@@ -96,11 +96,9 @@ fn the_local_settings_file_sits_between_the_target_and_the_environment() {
     assert!(line.contains("default") && line.contains("none"), "{line}");
 }
 
-#[test]
-fn two_build_directories_share_one_download_cache() {
-    let p = project();
-    // A "download" that is already in the shared cache, verified by its
-    // checksum: the second build directory finds it there.
+/// Package `s`, whose only origin (port 1 on loopback) never answers,
+/// already in `shared-cache/`, where its checksum verifies it.
+fn shared_cache_holds_package_s(p: &TestProject) {
     let data = b"shared source".to_vec();
     let shared = p.root.join("shared-cache");
     std::fs::create_dir_all(&shared).unwrap();
@@ -112,6 +110,13 @@ fn two_build_directories_share_one_download_cache() {
             rhbuild::checksum::sha256_bytes(&data)
         ),
     );
+}
+
+#[test]
+fn two_build_directories_share_one_download_cache() {
+    let p = project();
+    // The second build directory finds the download in the shared cache.
+    shared_cache_holds_package_s(&p);
     p.write("scripts/get.rhai", "ctx.fetch([\"s\"]);\n");
     for dir in ["b1", "b2"] {
         p.rhbuild(&[
@@ -138,6 +143,58 @@ fn two_build_directories_share_one_download_cache() {
         ])
         .success();
     assert!(o.stdout.contains("(cached)"), "{}", o.stdout);
+}
+
+/// A run across targets hands each target's run the options the user gave
+/// it: the shared download cache, the sandbox level (`require` must not
+/// quietly become `auto` in the runs that build), and refuses `--force`,
+/// which it cannot pass on without rebuilding a shared stage per target.
+#[test]
+fn a_run_across_targets_passes_its_cache_and_sandbox_level_on() {
+    let p = project();
+    shared_cache_holds_package_s(&p);
+    // Each target's run fetches from the cache, then runs a command.
+    p.write(
+        "scripts/both.rhai",
+        "ctx.fetch([\"s\"]);\nctx.stage(\"a\");\n",
+    );
+    p.write(
+        "scripts/all.rhai",
+        "export const all_targets = true;\nlet r = ctx.run_targets(#{ script: \"scripts/both.rhai\", arches: [\"t\"], parallel: 1, jobs: 1, dir: `${ctx.build_dir}/report` });\nprint(`exit ${r[0].exit}`);\n",
+    );
+    let o = p
+        .rhbuild(&["run", "scripts/all.rhai", "--cache-dir", "shared-cache"])
+        .success();
+    says(&o.stdout, "exit 0");
+    assert!(!p.root.join("build/cache/s-1.tar.gz").exists());
+
+    // The kernel's sandbox made to lack Landlock: with `require` the
+    // target's run refuses before its first command.
+    std::fs::remove_dir_all(p.root.join("build/t")).unwrap();
+    let o = p
+        .rhbuild(&[
+            "run",
+            "scripts/all.rhai",
+            "--cache-dir",
+            "shared-cache",
+            "--sandbox",
+            "require",
+        ])
+        .env("RHBUILD_SANDBOX_DENY", "landlock")
+        .output();
+    says(&o.stdout, "exit 1");
+    says(
+        &p.read("build/report/logs/t.log"),
+        "cannot be fully enforced",
+    );
+    assert!(!p.root.join("build/t/a").exists());
+
+    let o = p
+        .rhbuild(&["run", "scripts/all.rhai", "--force", "a"])
+        .output();
+    assert!(!o.status.success());
+    says(&o.stderr, "--force a is not passed on");
+    says(&o.stderr, "rhbuild clean --arch A a");
 }
 
 #[test]

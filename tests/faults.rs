@@ -5,7 +5,7 @@
 //! suite runs in seconds.
 
 use crate::http_server::{HttpServer, Route};
-use crate::util::TestProject;
+use crate::util::{TestProject, says};
 use camino::{Utf8Path, Utf8PathBuf};
 use rhbuild::checksum::{Expected, sha256_bytes};
 use rhbuild::fetch::{FetchOptions, Origin, OriginKind, SourceCache, SourceSpec};
@@ -67,12 +67,6 @@ impl Outside {
             .mode();
         assert_eq!(mode & 0o777, 0o644, "the victim's mode changed");
     }
-}
-
-/// Assert that `text` (a command's output) contains `what`, showing it
-/// otherwise.
-fn says(text: &str, what: &str) {
-    assert!(text.contains(what), "expected {what:?} in:\n{text}");
 }
 
 /// An action script (no `output`) that runs `body` with `ctx`, for

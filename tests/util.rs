@@ -248,3 +248,9 @@ pub fn wait_for(path: &Utf8Path) {
     }
     panic!("{path} never appeared");
 }
+
+/// Assert that `text` (a command's output) contains `what`, showing it
+/// otherwise.
+pub fn says(text: &str, what: &str) {
+    assert!(text.contains(what), "expected {what:?} in:\n{text}");
+}
