@@ -543,9 +543,14 @@ fn toolchain_sh4_native_compiler_builds_inside_the_guest() {
         ),
         "{out}"
     );
-    // Everything in the native compiler runs on the target: no host binary.
-    let bin = build_dir().join("sh4/native-compiler/usr/bin");
-    for tool in ["gcc", "cc", "as", "ld", "make", "bash", "distcc"] {
+    assert_native_compiler_runs_on("sh4", "Renesas SH");
+}
+
+/// Everything in ARCH's native compiler is a static program for the
+/// target (`file` says `machine`): no host binary slipped in.
+fn assert_native_compiler_runs_on(arch: &str, machine: &str) {
+    let bin = build_dir().join(arch).join("native-compiler/usr/bin");
+    for tool in ["gcc", "cc", "g++", "as", "ld", "make", "bash", "distcc"] {
         let o = Command::new("file")
             .arg("-L")
             .arg(bin.join(tool).as_str())
@@ -553,11 +558,84 @@ fn toolchain_sh4_native_compiler_builds_inside_the_guest() {
             .unwrap();
         let what = String::from_utf8_lossy(&o.stdout);
         assert!(
-            what.contains("Renesas SH") && what.contains("statically linked"),
+            what.contains(machine) && what.contains("statically linked"),
             "{tool}: {what}"
         );
     }
 }
+
+/// ARCH's native compiler at work in its own guest: the smoketest's
+/// probes (`cc hello.c` and `c++ hello.cc`, compiled and run there), the
+/// long configure+make left to sh4's test above.
+fn native_probe(arch: &str, qemu: [&str; 2], machine: &str) {
+    let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    require_tool(qemu[0], qemu[1]);
+    let out = succeeds(
+        arch,
+        &[
+            "run",
+            "scripts/smoketest.rhai",
+            "--set",
+            "NATIVE_TOOLCHAIN=1",
+            "--set",
+            "SYSIMAGE_TYPE=squashfs",
+            "--set",
+            "NATIVE_BUILD=0",
+        ],
+    );
+    assert!(
+        out.contains("compiled and ran hello.c and hello.cc inside the guest"),
+        "{out}"
+    );
+    assert_native_compiler_runs_on(arch, machine);
+}
+
+/// One ignored native probe per family (ARM, POWER, 68k, z, x86, MIPS).
+macro_rules! native_probe_test {
+    ($name:ident, $arch:literal, $qemu:expr, $machine:literal) => {
+        #[test]
+        #[ignore = "builds the cross and native compilers (about 45 minutes of CPU cold), then compiles inside the emulator; run with `cargo test --release -- --ignored toolchain`"]
+        fn $name() {
+            native_probe($arch, $qemu, $machine);
+        }
+    };
+}
+native_probe_test!(
+    toolchain_armv7l_native_probe,
+    "armv7l",
+    ["qemu-system-arm", "qemu-system-arm"],
+    "ARM, EABI5"
+);
+native_probe_test!(
+    toolchain_powerpc64le_native_probe,
+    "powerpc64le",
+    ["qemu-system-ppc64", "qemu-system-ppc"],
+    "64-bit PowerPC"
+);
+native_probe_test!(
+    toolchain_m68k_native_probe,
+    "m68k",
+    ["qemu-system-m68k", "qemu-system-misc"],
+    "Motorola m68k"
+);
+native_probe_test!(
+    toolchain_s390x_native_probe,
+    "s390x",
+    ["qemu-system-s390x", "qemu-system-misc"],
+    "IBM S/390"
+);
+native_probe_test!(
+    toolchain_i686_native_probe,
+    "i686",
+    ["qemu-system-i386", "qemu-system-x86"],
+    "Intel 80386"
+);
+native_probe_test!(
+    toolchain_mips64el_native_probe,
+    "mips64el",
+    ["qemu-system-mips64el", "qemu-system-mips"],
+    "MIPS, MIPS64"
+);
 
 /// The development environment, unattended: a control image builds GNU
 /// make inside sh4 with its compiles sent to distccd on the host, and the
