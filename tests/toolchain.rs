@@ -518,6 +518,17 @@ fn a_failing_toolchain_package_names_itself_and_leaves_no_toolchain() {
     assert!(parts.is_empty(), "left behind: {parts:?}");
 }
 
+/// The smoketest with the native compiler in the image (booted from a
+/// disk: it is too big for an initramfs).
+const NATIVE_SMOKETEST: [&str; 6] = [
+    "run",
+    "scripts/smoketest.rhai",
+    "--set",
+    "NATIVE_TOOLCHAIN=1",
+    "--set",
+    "SYSIMAGE_TYPE=squashfs",
+];
+
 /// The native compiler inside the sh4 system: `cc hello.c` and
 /// `./configure && make` of GNU make in the guest (the smoketest variant).
 #[test]
@@ -525,17 +536,7 @@ fn a_failing_toolchain_package_names_itself_and_leaves_no_toolchain() {
 fn toolchain_sh4_native_compiler_builds_inside_the_guest() {
     let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     require_tool("qemu-system-sh4", "qemu-system-misc");
-    let out = succeeds(
-        "sh4",
-        &[
-            "run",
-            "scripts/smoketest.rhai",
-            "--set",
-            "NATIVE_TOOLCHAIN=1",
-            "--set",
-            "SYSIMAGE_TYPE=squashfs",
-        ],
-    );
+    let out = succeeds("sh4", &NATIVE_SMOKETEST);
     assert!(out.contains("native make:"), "{out}");
     assert!(
         out.contains(
@@ -572,16 +573,7 @@ fn native_probe(arch: &str, qemu: [&str; 2], machine: &str) {
     require_tool(qemu[0], qemu[1]);
     let out = succeeds(
         arch,
-        &[
-            "run",
-            "scripts/smoketest.rhai",
-            "--set",
-            "NATIVE_TOOLCHAIN=1",
-            "--set",
-            "SYSIMAGE_TYPE=squashfs",
-            "--set",
-            "NATIVE_BUILD=0",
-        ],
+        &[&NATIVE_SMOKETEST[..], &["--set", "NATIVE_BUILD=0"]].concat(),
     );
     assert!(
         out.contains("compiled and ran hello.c and hello.cc inside the guest"),
