@@ -1112,7 +1112,6 @@ impl Run {
     }
 }
 
-/// The host's clock in whole seconds since 1970.
 /// The options of `cfg` a run across targets passes on to each target's
 /// run (see `Run::child_flags`).
 fn child_flags(cfg: &RunConfig) -> Vec<String> {
@@ -1132,6 +1131,7 @@ fn child_flags(cfg: &RunConfig) -> Vec<String> {
     flags
 }
 
+/// The host's clock in whole seconds since 1970.
 pub fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
