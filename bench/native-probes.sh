@@ -58,7 +58,8 @@ for name in sorted(os.listdir(dir)):
     if "boot_seconds" in result and not failed:
         verdict = "passed"
     elif failed:
-        verdict = f"failed in {failed.get('stage', '?')}"
+        how = "stopped (interrupted)" if "interrupted" in failed.get("message", "") else "failed"
+        verdict = f"{how} in {failed.get('stage', '?')}"
     else:
         verdict = "not finished"
     if stage is None and any(e["event"] == "up-to-date" and e.get("stage") == "native-compiler" for e in ev):
