@@ -390,6 +390,12 @@ from_source_test!(
     "qemu-ppc-static"
 );
 from_source_test!(
+    toolchain_powerpc64_from_source,
+    "powerpc64",
+    "powerpc64-linux-musl",
+    "qemu-ppc64-static"
+);
+from_source_test!(
     toolchain_powerpc64le_from_source,
     "powerpc64le",
     "powerpc64le-linux-musl",
