@@ -450,9 +450,14 @@ impl Run {
         if let (Some(m), serde_json::Value::Object(f)) = (v.as_object_mut(), fields) {
             m.extend(f);
         }
+        // One write of the whole line: stages side by side (`ctx.stages`)
+        // append to the same file from their threads, and a value written
+        // piece by piece (as `writeln!` on a file does) interleaves with
+        // theirs. An append of one write lands whole.
+        let line = format!("{v}\n");
         let written = self.policy.append(path).and_then(|mut f| {
             use std::io::Write;
-            writeln!(f, "{v}")
+            f.write_all(line.as_bytes())
         });
         if let Err(e) = written {
             eprintln!("warning: cannot write the event log `{path}`: {e}");

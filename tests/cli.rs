@@ -305,3 +305,43 @@ fn build(ctx) {{
     let log = p.read("build/t/logs/burn.log");
     assert!(log.contains(", CPU "), "{log}");
 }
+
+/// Two stages side by side (`ctx.stages`) record their events in the one
+/// `--events` file: every line stays whole JSON, none lost, however the
+/// threads' writes fall.
+#[test]
+fn events_of_stages_side_by_side_stay_whole_lines() {
+    let p = project();
+    for side in ["a", "b"] {
+        p.write(
+            &format!("packages/quick-{side}.rhai"),
+            &format!(
+                "export const name = \"quick-{side}\";\nexport const version = \"1\";\nexport const sources = [ #{{ url: \"http://127.0.0.1:1/q-1.tar.gz\", sha256: \"{}\" }} ];\nfn build(ctx) {{}}\n",
+                "0".repeat(64)
+            ),
+        );
+        p.write(
+            &format!("scripts/{side}.rhai"),
+            &format!(
+                "export const output = \"{side}\";\nfor i in 0..300 {{ ctx.build(\"quick-{side}\"); }}\n"
+            ),
+        );
+    }
+    p.write(
+        "scripts/both.rhai",
+        "export const output = \"both\";\nctx.stages([\"a\", \"b\"]);\n",
+    );
+    let events = p.root.join("events.jsonl");
+    p.rhbuild(&["run", "both", "--arch", "t", "--events", events.as_str()])
+        .success();
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut packages = 0;
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a broken event line ({e}): {line}"));
+        if event["event"] == "package" {
+            packages += 1;
+        }
+    }
+    assert_eq!(packages, 600, "{text}");
+}
