@@ -451,14 +451,7 @@ fn assert_names_no_build_path(built: &Utf8Path) {
 /// information nor a symbol table; nothing of link-time optimisation is
 /// built.
 fn assert_host_programs_stripped(built: &Utf8Path, triple: &str) {
-    let libexec = built.join(format!("libexec/gcc/{triple}"));
-    let version = std::fs::read_dir(&libexec)
-        .unwrap_or_else(|e| panic!("{libexec}: {e}"))
-        .next()
-        .expect("a gcc version directory")
-        .unwrap()
-        .file_name();
-    let libexec = libexec.join(version.to_string_lossy().as_ref());
+    let libexec = gcc_libexec(built, triple);
     assert!(!libexec.join("lto1").exists(), "lto1 was built");
     let mut programs = vec![
         built.join(format!("bin/{triple}-gcc")),
@@ -471,6 +464,24 @@ fn assert_host_programs_stripped(built: &Utf8Path, triple: &str) {
     if libexec.join("cc1plus").exists() {
         programs.push(libexec.join("cc1plus"));
     }
+    assert_stripped(&programs);
+}
+
+/// `<prefix>/libexec/gcc/<triple>/<version>`, the compilers proper.
+fn gcc_libexec(prefix: &Utf8Path, triple: &str) -> Utf8PathBuf {
+    let libexec = prefix.join(format!("libexec/gcc/{triple}"));
+    let version = std::fs::read_dir(&libexec)
+        .unwrap_or_else(|e| panic!("{libexec}: {e}"))
+        .next()
+        .expect("a gcc version directory")
+        .unwrap()
+        .file_name();
+    libexec.join(version.to_string_lossy().as_ref())
+}
+
+/// Each program has neither debug information nor a symbol table
+/// (`readelf` reads the section headers of any machine's ELF files).
+fn assert_stripped(programs: &[Utf8PathBuf]) {
     for program in programs {
         let out = Command::new("readelf")
             .args(["-S", "-W", program.as_str()])
@@ -556,7 +567,9 @@ fn toolchain_sh4_native_compiler_builds_inside_the_guest() {
 /// Everything in ARCH's native compiler is a static program for the
 /// target (`file` says `machine`): no host binary slipped in.
 fn assert_native_compiler_runs_on(arch: &str, machine: &str) {
-    let bin = build_dir().join(arch).join("native-compiler/usr/bin");
+    let usr = build_dir().join(arch).join("native-compiler/usr");
+    let bin = usr.join("bin");
+    let mut programs = vec![];
     for tool in ["gcc", "cc", "g++", "as", "ld", "make", "bash", "distcc"] {
         let o = Command::new("file")
             .arg("-L")
@@ -568,7 +581,21 @@ fn assert_native_compiler_runs_on(arch: &str, machine: &str) {
             what.contains(machine) && what.contains("statically linked"),
             "{tool}: {what}"
         );
+        programs.push(bin.join(tool));
     }
+    // Stripped: the image carries programs, not their symbols (the target
+    // libraries keep their debug information).
+    let triple = std::fs::read_dir(usr.join("libexec/gcc"))
+        .unwrap()
+        .next()
+        .expect("a gcc target directory")
+        .unwrap()
+        .file_name();
+    let libexec = gcc_libexec(&usr, &triple.to_string_lossy());
+    for program in ["cc1", "cc1plus", "collect2"] {
+        programs.push(libexec.join(program));
+    }
+    assert_stripped(&programs);
 }
 
 /// ARCH's native compiler at work in its own guest: the smoketest's
