@@ -29,8 +29,11 @@ else
         then echo "$arch: passed"; else echo "$arch: FAILED (log: $dir/$arch.log)"; fi
     done
 fi
-exec python3 - "$dir" <<'EOF'
+BENCH=$(dirname "$0") PYTHONDONTWRITEBYTECODE=1 exec python3 - "$dir" <<'EOF'
 import json, os, sys
+
+sys.path.insert(0, os.environ["BENCH"])
+from events import read_events
 
 dir = sys.argv[1]
 print("| target | native-compiler stage | CPU | gcc's share of the CPU | squashfs image | boot | cc hello.c | c++ hello.cc | smoketest |")
@@ -38,8 +41,7 @@ print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for name in sorted(os.listdir(dir)):
     if not name.endswith(".jsonl"):
         continue
-    with open(os.path.join(dir, name)) as f:
-        ev = [json.loads(l) for l in f if l.strip()]
+    ev = read_events(os.path.join(dir, name))
     done = {e["stage"]: e for e in ev if e["event"] == "done"}
     result = {e["key"]: e["value"] for e in ev if e["event"] == "result"}
     gcc = next((e for e in ev if e["event"] == "package"

@@ -16,8 +16,11 @@ set -eu
 jobs=2
 case "${1:-}" in [0-9]*) jobs=$1; shift ;; esac
 [ $# -gt 0 ] || { echo "usage: bench/toolchains.sh [JOBS] REPORT_DIR..." >&2; exit 2; }
-exec python3 - "$jobs" "$@" <<'EOF'
+BENCH=$(dirname "$0") PYTHONDONTWRITEBYTECODE=1 exec python3 - "$jobs" "$@" <<'EOF'
 import json, os, sys
+
+sys.path.insert(0, os.environ["BENCH"])
+from events import read_events
 
 jobs = int(sys.argv[1])
 targets = {}
@@ -25,8 +28,7 @@ for report in sys.argv[2:]:
     events = os.path.join(report, "events")
     for name in sorted(os.listdir(events)):
         if name.endswith(".jsonl"):
-            with open(os.path.join(events, name)) as f:
-                targets[name[:-6]] = [json.loads(l) for l in f if l.strip()]
+            targets[name[:-6]] = read_events(os.path.join(events, name))
 
 def fmt(x):
     return "" if x is None else f"{x:.1f}"
