@@ -470,13 +470,21 @@ fn assert_host_programs_stripped(built: &Utf8Path, triple: &str) {
 /// `<prefix>/libexec/gcc/<triple>/<version>`, the compilers proper.
 fn gcc_libexec(prefix: &Utf8Path, triple: &str) -> Utf8PathBuf {
     let libexec = prefix.join(format!("libexec/gcc/{triple}"));
-    let version = std::fs::read_dir(&libexec)
-        .unwrap_or_else(|e| panic!("{libexec}: {e}"))
+    let version = only_entry(&libexec);
+    libexec.join(version)
+}
+
+/// The name of the one entry of `dir` (gcc's directory per target triple,
+/// per version).
+fn only_entry(dir: &Utf8Path) -> String {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .next()
-        .expect("a gcc version directory")
+        .unwrap_or_else(|| panic!("{dir} is empty"))
         .unwrap()
-        .file_name();
-    libexec.join(version.to_string_lossy().as_ref())
+        .file_name()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Each program has neither debug information nor a symbol table
@@ -585,17 +593,23 @@ fn assert_native_compiler_runs_on(arch: &str, machine: &str) {
     }
     // Stripped: the image carries programs, not their symbols (the target
     // libraries keep their debug information).
-    let triple = std::fs::read_dir(usr.join("libexec/gcc"))
-        .unwrap()
-        .next()
-        .expect("a gcc target directory")
-        .unwrap()
-        .file_name();
-    let libexec = gcc_libexec(&usr, &triple.to_string_lossy());
+    let triple = only_entry(&usr.join("libexec/gcc"));
+    let libexec = gcc_libexec(&usr, &triple);
     for program in ["cc1", "cc1plus", "collect2"] {
         programs.push(libexec.join(program));
     }
     assert_stripped(&programs);
+    // ...while the target's libgcc keeps what a debugger needs.
+    let gcc_lib = usr.join(format!("lib/gcc/{triple}"));
+    let libgcc = gcc_lib.join(only_entry(&gcc_lib)).join("libgcc.a");
+    let out = Command::new("readelf")
+        .args(["-S", "-W", libgcc.as_str()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(".debug_info"),
+        "{libgcc} lost its debug information"
+    );
 }
 
 /// ARCH's native compiler at work in its own guest: the smoketest's
