@@ -160,8 +160,10 @@ pub enum FetchError {
         code(rhbuild::fetch::failed),
         help(
             "check the network (and http_proxy, https_proxy, no_proxy if you need a proxy), \
-             set PREFERRED_MIRROR to a mirror that holds the file, or put a copy that matches \
-             the checksum into `{cache}`"
+             set PREFERRED_MIRROR to a mirror that holds the file, put a copy that matches \
+             the checksum into `{cache}`, or build from a copy you trust with \
+             `--source {package}=PATH` (a tarball or a directory; the manifest records it as \
+             unverified)"
         )
     )]
     AllFailed {
@@ -764,5 +766,8 @@ mod tests {
             "could not fetch the source of `busybox`: every origin failed:\n  \
              - http://a/x: HTTP 404 Not Found\n  - debian source package busybox: nope"
         );
+        let help = miette::Diagnostic::help(&e).unwrap().to_string();
+        assert!(help.contains("`build/cache`"), "{help}");
+        assert!(help.contains("`--source busybox=PATH`"), "{help}");
     }
 }
