@@ -474,3 +474,119 @@ fn images_with_an_epoch_are_reproducible() {
         );
     }
 }
+
+/// A link planted at the output's name or at its `.part` name, pointing at
+/// a file outside, is replaced, never written through: for every writer.
+#[test]
+fn links_planted_at_the_output_and_its_part_are_not_written_through() {
+    require_tool("mksquashfs", "squashfs-tools");
+    require_tool("mke2fs", "e2fsprogs");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = small_root(dir);
+    let victim = dir.join("victim");
+    type Writer<'a> = Box<dyn Fn(&Utf8Path) -> Result<(), rhbuild::image::ImageError> + 'a>;
+    let writers: Vec<(&str, Writer)> = vec![
+        (
+            "initramfs",
+            Box::new(|o| write_initramfs(&root, o, Some(MTIME))),
+        ),
+        ("squashfs", Box::new(|o| write_squashfs(&root, o))),
+        ("ext2", Box::new(|o| write_ext2(&root, o, None))),
+        ("blank ext2", Box::new(|o| create_blank_ext2(o, 2))),
+    ];
+    for (what, write) in writers {
+        for planted in ["out.img", "out.img.part"] {
+            std::fs::write(&victim, "keep me").unwrap();
+            let out = dir.join("out.img");
+            let _ = std::fs::remove_file(&out);
+            std::os::unix::fs::symlink(&victim, dir.join(planted)).unwrap();
+            write(&out).unwrap_or_else(|e| panic!("{what} with a link at {planted}: {e}"));
+            assert_eq!(
+                std::fs::read_to_string(&victim).unwrap(),
+                "keep me",
+                "{what} wrote through a link at {planted}"
+            );
+            let meta = std::fs::symlink_metadata(&out).unwrap();
+            assert!(meta.is_file(), "{what}: {out} is not a regular file");
+            assert!(meta.len() > 0, "{what}: {out} is empty");
+            assert!(!dir.join("out.img.part").exists(), "{what} left its part");
+        }
+    }
+}
+
+/// The attack on the window between the walk of the tree and the archiving
+/// of each entry: a file of the root is swapped, again and again, for a link
+/// of the same length to a secret outside the root. Every archive written
+/// must hold the file or fail; none may hold the secret.
+#[test]
+fn a_file_swapped_for_a_link_while_archived_is_not_followed() {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let dir = utf8(dir.path());
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("init"), "#!/bin/sh\n").unwrap();
+    set_mode(&root.join("init"), 0o755);
+    // Walked after the swapped file, archived after it too: a wide window.
+    std::fs::create_dir_all(root.join("zfill")).unwrap();
+    for i in 0..400 {
+        std::fs::write(root.join(format!("zfill/{i:04}")), "x").unwrap();
+    }
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "SECRET!!").unwrap();
+    let name = root.join("etc/harmless");
+    std::fs::write(&name, "harmless").unwrap();
+    assert_eq!("harmless".len(), "SECRET!!".len());
+
+    let stop = AtomicBool::new(false);
+    let (mut ok, mut failed) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let (link, file) = (root.join("etc/.link"), root.join("etc/.file"));
+            while !stop.load(Ordering::Relaxed) {
+                let _ = std::fs::remove_file(&link);
+                std::os::unix::fs::symlink(&secret, &link).unwrap();
+                std::fs::rename(&link, &name).unwrap();
+                std::fs::write(&file, "harmless").unwrap();
+                std::fs::rename(&file, &name).unwrap();
+            }
+        });
+        // Stops the swapper however this thread leaves the loop (a failed
+        // assertion too: the scope waits for the swapper before unwinding).
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        for run in 0..200 {
+            let out = dir.join(format!("initramfs-{run}.cpio.gz"));
+            match write_initramfs(&root, &out, Some(MTIME)) {
+                Ok(()) => {
+                    let mut cpio = Vec::new();
+                    flate2::read::GzDecoder::new(std::fs::File::open(&out).unwrap())
+                        .read_to_end(&mut cpio)
+                        .unwrap();
+                    let leaked = cpio.windows(8).any(|w| w == b"SECRET!!");
+                    assert!(!leaked, "run {run}: the archive holds the secret");
+                    ok += 1;
+                }
+                Err(e) => {
+                    assert!(!out.exists(), "run {run} failed ({e}) but left {out}");
+                    failed += 1;
+                }
+            }
+            let _ = std::fs::remove_file(&out);
+        }
+    });
+    // Neither outcome alone proves much: the swap must have raced the
+    // archiving in some runs and missed it in others.
+    assert!(
+        failed > 0,
+        "the swap never raced the archive ({ok} runs passed)"
+    );
+    assert!(ok > 0, "every run failed ({failed})");
+}

@@ -250,3 +250,27 @@ fn qemu_stderr_reaches_the_log_and_the_error() {
     let log = std::fs::read_to_string(&spec.console_log).unwrap();
     assert!(log.contains("unsupported machine type"), "log: {log}");
 }
+
+/// A link planted at the console log's name is refused, not appended
+/// through, and QEMU is not started.
+#[test]
+fn a_link_planted_at_the_console_log_is_not_written_through() {
+    let dir = scratch();
+    let victim = dir.root.join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let log = dir.root.join("console.log");
+    std::os::unix::fs::symlink(&victim, &log).unwrap();
+    let spec = QemuSpec {
+        binary: "/nonexistent/bin/qemu-system-sh4".to_string(),
+        args: vec![],
+        console_log: log.clone(),
+        package: None,
+    };
+    let err = match QemuConsole::spawn(&spec, Interrupt::new()) {
+        Ok(_) => panic!("started with a link at the console log"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, QemuError::Log { .. }), "{err}");
+    assert!(err.to_string().contains(log.as_str()), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}
