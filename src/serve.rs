@@ -44,7 +44,8 @@ const MAX_HEADERS: usize = 100;
 
 impl FileServer {
     /// Serve `root` on a free loopback port; each request line is also
-    /// appended to `log`.
+    /// appended to `log` (never through a link at its name: the lines are
+    /// the guest's words).
     pub fn start(root: &Utf8Path, log: &Utf8Path) -> std::io::Result<FileServer> {
         let dir = Arc::new(crate::confine::Root::open(root)?);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
@@ -56,6 +57,7 @@ impl FileServer {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .custom_flags(libc::O_NOFOLLOW)
                 .open(log)?,
         ));
         let (r, s) = (requests.clone(), stop.clone());
@@ -363,6 +365,20 @@ mod tests {
         assert!(e.contains("not on the loopback interface"), "{e}");
         let e = relay("example.org:80").unwrap_err();
         assert!(e.contains("not an address"), "{e}");
+    }
+
+    #[test]
+    fn a_link_at_the_request_log_is_refused_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Utf8Path::from_path(dir.path()).unwrap();
+        std::fs::write(base.join("victim"), "keep me").unwrap();
+        std::os::unix::fs::symlink(base.join("victim"), base.join("requests.log")).unwrap();
+        let e = FileServer::start(base, &base.join("requests.log")).err();
+        assert_eq!(e.map(|e| e.raw_os_error()), Some(Some(libc::ELOOP)));
+        assert_eq!(
+            std::fs::read_to_string(base.join("victim")).unwrap(),
+            "keep me"
+        );
     }
 
     #[test]
