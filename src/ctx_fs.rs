@@ -35,11 +35,11 @@ fn io_error(path: &str, e: std::io::Error) -> String {
 }
 
 impl Ctx {
-    /// What image writers run their tools in: this run's sandbox and
-    /// interrupt flag.
+    /// What image writers run their tools in: this stage's sandbox and
+    /// the run's interrupt flag.
     pub fn image_tools(&self) -> crate::image::Tools<'_> {
         crate::image::Tools {
-            sandbox: Some(&self.run.sandbox),
+            sandbox: Some(self.run.sandbox_for(self.frame.per_host)),
             interrupt: Some(&self.run.interrupt),
             epoch: Some(self.source_date_epoch()),
         }

@@ -504,8 +504,8 @@ fn tail(text: &[u8], lines: usize) -> String {
     crate::fsutil::last_lines(&String::from_utf8_lossy(text), lines)
 }
 
-/// What the image writers run their tools in: the run's sandbox (the
-/// tools write only beneath the build directory) and its interrupt flag
+/// What the image writers run their tools in: the stage's sandbox (the
+/// tools write only beneath its target's directory) and its interrupt flag
 /// (a set flag stops the tool and the writer). Both optional.
 #[derive(Clone, Copy, Default)]
 pub struct Tools<'a> {

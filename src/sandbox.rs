@@ -9,8 +9,9 @@
 //!
 //! - **Landlock**: the whole system readable and executable; writes, file
 //!   creation, removal, renames and truncation only beneath the directories
-//!   given (the build directory, which holds the run's private temporary
-//!   directory that `TMPDIR` names; `/tmp` itself is not writable); `/dev/null` and a
+//!   given (the stage's side of the build directory, `build/<arch>` or
+//!   `build/all`, which holds its private temporary directory that
+//!   `TMPDIR` names, and ccache's; `/tmp` itself is not writable); `/dev/null` and a
 //!   few harmless devices writable; no TCP bind or connect (ABI 4); no
 //!   signal to, or abstract socket of, anything outside (ABI 6).
 //! - **Namespaces** (a user namespace first where the caller is not root):
@@ -40,7 +41,7 @@ use camino::{Utf8Path, Utf8PathBuf};
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
 use std::process::ExitCode;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The hidden subcommand name.
 pub const SUBCOMMAND: &str = "__sandbox";
@@ -170,7 +171,8 @@ impl Status {
 #[derive(Debug)]
 pub struct Sandbox {
     pub level: Level,
-    /// Directories commands may write beneath (the build directory).
+    /// Directories commands may write beneath (a target's side of the
+    /// build directory and ccache's: see `stage::Run::sandbox`).
     pub writable: Vec<Utf8PathBuf>,
     /// The rhbuild binary that sets the sandbox up.
     pub exe: Utf8PathBuf,
@@ -181,7 +183,9 @@ pub struct Sandbox {
     /// The TCP servers commands may reach, each through a port on the
     /// network namespace's loopback (`DISTCC_HOSTS`).
     forwards: Vec<Forward>,
-    status: OnceLock<Result<Status, String>>,
+    /// What the kernel grants, probed once and shared by the narrower
+    /// sandboxes made from this one (`writing`).
+    status: Arc<OnceLock<Result<Status, String>>>,
 }
 
 /// A server build commands may reach: inside the sandbox's network
@@ -222,7 +226,7 @@ impl Sandbox {
             deny: var("RHBUILD_SANDBOX_DENY"),
             abi: var("RHBUILD_SANDBOX_ABI"),
             forwards: Vec::new(),
-            status: OnceLock::new(),
+            status: Arc::new(OnceLock::new()),
         })
     }
 
@@ -231,6 +235,21 @@ impl Sandbox {
     pub fn with_forwards(mut self, forwards: Vec<Forward>) -> Sandbox {
         self.forwards = forwards;
         self
+    }
+
+    /// The same sandbox with commands writing beneath `writable` only
+    /// (one target's directory, say, rather than the whole build
+    /// directory). The kernel is not probed again.
+    pub fn writing(&self, writable: Vec<Utf8PathBuf>) -> Sandbox {
+        Sandbox {
+            level: self.level,
+            writable,
+            exe: self.exe.clone(),
+            deny: self.deny.clone(),
+            abi: self.abi.clone(),
+            forwards: self.forwards.clone(),
+            status: self.status.clone(),
+        }
     }
 
     /// What the kernel grants, probed once (by running the set-up with

@@ -288,7 +288,7 @@ impl Ctx {
                 &patches,
                 &mut log,
                 &self.frame.log,
-                Some(&self.run.sandbox),
+                Some(&self.run.source_sandbox),
             )
             .map_err(|e| format!("{e}"))
         })

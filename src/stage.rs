@@ -95,8 +95,17 @@ pub struct Run {
     pub cache: SourceCache,
     /// Where scripts and the host may read and write (see `confine`).
     pub policy: Arc<AccessPolicy>,
-    /// The kernel-enforced sandbox of every build command.
+    /// The kernel-enforced sandbox of a target stage's build commands:
+    /// they write beneath the target's directory (`build/<arch>`, or
+    /// `build/all` in a run without a target) and ccache's, and nowhere
+    /// else: not the shared sources in `build/src`, not another target's
+    /// directory, not the per-host stages in `build/all`.
     pub sandbox: Arc<Sandbox>,
+    /// The same for a per-host stage's commands: beneath `build/all` and
+    /// ccache's directory.
+    pub host_sandbox: Arc<Sandbox>,
+    /// The same for `patch` preparing a source tree: beneath `build/src`.
+    pub source_sandbox: Arc<Sandbox>,
     /// ccache's directory: `CCACHE_DIR`, else `<build>/ccache`, shared by
     /// every target; writable in the sandbox.
     pub ccache_dir: Utf8PathBuf,
@@ -306,6 +315,25 @@ impl Run {
                 );
             }
         }
+        // Each command writes beneath its own stage's side of the build
+        // directory only (see `Run::sandbox`); made here so they exist
+        // when the sandbox opens them.
+        let home = if target.name.is_empty() {
+            PER_HOST_DIR
+        } else {
+            target.name.as_str()
+        };
+        let mut dirs = vec![Utf8PathBuf::from(home), PER_HOST_DIR.into(), "src".into()];
+        dirs.extend(policy.build().relative(&ccache_dir));
+        for dir in dirs {
+            policy.build().mkdir_all(&dir).map_err(|e| {
+                ScriptError::Other(format!("cannot create `{}`: {e}", build_dir.join(&dir)))
+            })?;
+        }
+        let scoped =
+            |dir: &str| Arc::new(sandbox.writing(vec![build_dir.join(dir), ccache_dir.clone()]));
+        let (target_sandbox, host_sandbox) = (scoped(home), scoped(PER_HOST_DIR));
+        let source_sandbox = Arc::new(sandbox.writing(vec![build_dir.join("src")]));
         let child_flags = child_flags(&cfg);
         Ok(Arc::new(Run {
             engine,
@@ -318,7 +346,9 @@ impl Run {
             interrupt,
             cache,
             policy: Arc::new(policy),
-            sandbox: Arc::new(sandbox),
+            sandbox: target_sandbox,
+            host_sandbox,
+            source_sandbox,
             ccache_dir,
             distcc,
             quiet: cfg.quiet,
@@ -538,10 +568,20 @@ impl Run {
             path,
             env,
             interrupt: self.interrupt.clone(),
-            sandbox: Some(self.sandbox.clone()),
+            sandbox: Some(self.sandbox_for(per_host).clone()),
             policy: Some(self.policy.clone()),
             jobserver: Some(self.jobserver.clone()),
             verbose: self.verbose,
+        }
+    }
+
+    /// The sandbox of a target stage's commands, or of a per-host
+    /// stage's.
+    pub fn sandbox_for(&self, per_host: bool) -> &Arc<Sandbox> {
+        if per_host {
+            &self.host_sandbox
+        } else {
+            &self.sandbox
         }
     }
 
@@ -1618,7 +1658,7 @@ impl Ctx {
                 .unwrap_or(false);
             env.entry("DISTCC_HOSTS".into())
                 .or_insert_with(|| hosts.for_commands(forwarded));
-            let state = self.run.arch_dir().join("tmp/distcc");
+            let state = self.frame.home.join("tmp/distcc");
             self.run.make_build_dir(&state).map_err(|e| e.to_string())?;
             env.entry("DISTCC_DIR".into())
                 .or_insert_with(|| state.to_string());

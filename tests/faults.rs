@@ -22,7 +22,7 @@ fn project() -> TestProject {
         "scripts/host-tools.rhai",
         r#"export const output = "host";
 export const tools = true;
-ctx.host_tools(["sh", "bash", "cat", "touch", "sleep", "setsid", "echo", "ls", "mkdir", "head", "ln", "rm", "true", "chmod", "printf"]);
+ctx.host_tools(["sh", "bash", "cat", "touch", "sleep", "setsid", "echo", "ls", "mkdir", "head", "ln", "rm", "true", "chmod", "printf", "mv"]);
 "#,
     );
     p
@@ -374,6 +374,87 @@ fn a_build_command_cannot_write_outside_the_build_directory() {
         );
     }
     assert!(!Utf8Path::new(&marker).exists());
+}
+
+/// A command writes beneath its own target's directory and ccache's only:
+/// the verified source trees of `build/src`, another target's directory,
+/// the per-host stages' `build/all`, the download cache and the top of the
+/// build directory are read-only to it. A per-host stage's commands write
+/// beneath `build/all` and ccache's only.
+#[test]
+fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
+    let p = project();
+    p.add_target("u");
+    let build = p.root.join("build");
+    let others = [
+        "src/gcc-12.2.0-abc/configure",
+        "u/cross-compiler/bin/u-linux-musl-gcc",
+        "all/host-libraries/lib/libgmp.a",
+        "cache/gcc-12.2.0.tar.xz",
+    ];
+    for f in others {
+        std::fs::create_dir_all(build.join(f).parent().unwrap()).unwrap();
+        std::fs::write(build.join(f), "original\n").unwrap();
+    }
+    let refused = |o: &crate::util::Output, what: &str| {
+        assert!(
+            !o.status.success(),
+            "writing {what} was not refused:\n{}",
+            o.stderr
+        );
+        says(&o.stderr, "Permission denied");
+    };
+    let new = ["src/planted", "u/planted", "all/planted", "planted"];
+    for f in others.iter().chain(&new) {
+        let path = build.join(f);
+        package_running(&p, &format!(r#"["sh", "-c", "echo pwned >> {path}"]"#));
+        let o = run_stage(&p);
+        refused(&o, f);
+        says(&o.stderr, "package `evil`");
+    }
+    // Replacing rather than appending: a rename into a shared tree.
+    let configure = build.join(others[0]);
+    package_running(
+        &p,
+        &format!(r#"["sh", "-c", "echo pwned > mine && mv mine {configure}"]"#),
+    );
+    refused(&run_stage(&p), "a rename into build/src");
+    for f in others {
+        assert_eq!(p.read(&format!("build/{f}")), "original\n", "{f} changed");
+    }
+    for f in new {
+        assert!(!build.join(f).exists(), "{f} appeared");
+    }
+
+    // Its own side: the target's directory and ccache's.
+    let mine = build.join("t/mine");
+    package_running(
+        &p,
+        &format!(r#"["sh", "-c", "echo ok > {mine} && echo ok > \"$CCACHE_DIR/probe\""]"#),
+    );
+    let o = run_stage(&p);
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(p.read("build/t/mine"), "ok\n");
+    assert_eq!(p.read("build/ccache/probe"), "ok\n");
+
+    // A per-host stage: build/all, not a target's directory.
+    let per_host = |cmd: &str| {
+        p.write(
+            "scripts/shared.rhai",
+            &format!(
+                "export const output = \"shared\";\nexport const per_host = true;\nexport const tools = true;\nctx.host_tools([\"sh\"], []);\nctx.dir(ctx.out).run([\"sh\", \"-c\", \"{cmd}\"]);\n"
+            ),
+        );
+        p.rhbuild(&["run", "scripts/shared.rhai", "--arch", "t"])
+            .output()
+    };
+    for f in ["t/planted", "u/planted", "src/planted"] {
+        refused(&per_host(&format!("echo pwned > {}", build.join(f))), f);
+        assert!(!build.join(f).exists(), "{f} appeared");
+    }
+    let o = per_host(&format!("echo ok > {}", build.join("all/mine")));
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(p.read("build/all/mine"), "ok\n");
 }
 
 /// A command run on the user's terminal (a menuconfig) is still in the
