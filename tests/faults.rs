@@ -432,10 +432,32 @@ fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
         &p,
         &format!(r#"["sh", "-c", "echo ok > {mine} && echo ok > \"$CCACHE_DIR/probe\""]"#),
     );
-    let o = run_stage(&p);
-    assert!(o.status.success(), "{}", o.stderr);
-    assert_eq!(p.read("build/t/mine"), "ok\n");
-    assert_eq!(p.read("build/ccache/probe"), "ok\n");
+    let shared = tempfile::tempdir().unwrap();
+    let shared = Utf8Path::from_path(shared.path()).unwrap();
+    // ccache's directory by default, and one outside (as CI gives it).
+    for (setting, ccache) in [
+        ("", build.join("ccache")),
+        (shared.as_str(), shared.to_owned()),
+    ] {
+        let o = p
+            .rhbuild(&[
+                "run",
+                "scripts/victim-stage.rhai",
+                "--arch",
+                "t",
+                "--force",
+                "victim-stage",
+            ])
+            .env("RHBUILD_SET_CCACHE_DIR", setting)
+            .output();
+        assert!(o.status.success(), "{}", o.stderr);
+        assert_eq!(p.read("build/t/mine"), "ok\n");
+        assert_eq!(
+            std::fs::read_to_string(ccache.join("probe")).unwrap(),
+            "ok\n"
+        );
+        std::fs::remove_file(build.join("t/mine")).unwrap();
+    }
 
     // A per-host stage: build/all, not a target's directory.
     let per_host = |cmd: &str| {
