@@ -39,7 +39,7 @@ impl Ctx {
     /// the run's interrupt flag.
     pub fn image_tools(&self) -> crate::image::Tools<'_> {
         crate::image::Tools {
-            sandbox: Some(self.run.sandbox_for(self.frame.per_host)),
+            sandbox: Some(&self.frame.sandbox),
             interrupt: Some(&self.run.interrupt),
             epoch: Some(self.source_date_epoch()),
         }

@@ -505,7 +505,7 @@ fn tail(text: &[u8], lines: usize) -> String {
 }
 
 /// What the image writers run their tools in: the stage's sandbox (the
-/// tools write only beneath its target's directory) and its interrupt flag
+/// tools write only where its commands may) and its interrupt flag
 /// (a set flag stops the tool and the writer). Both optional.
 #[derive(Clone, Copy, Default)]
 pub struct Tools<'a> {

@@ -9,9 +9,9 @@
 //!
 //! - **Landlock**: the whole system readable and executable; writes, file
 //!   creation, removal, renames and truncation only beneath the directories
-//!   given (the stage's side of the build directory, `build/<arch>` or
-//!   `build/all`, which holds its private temporary directory that
-//!   `TMPDIR` names, and ccache's; `/tmp` itself is not writable); `/dev/null` and a
+//!   given (a stage's output, its side's work and temporary directories,
+//!   `TMPDIR` naming the latter, and ccache's: see `stage::Run::frame_sandbox`;
+//!   `/tmp` itself is not writable); `/dev/null` and a
 //!   few harmless devices writable; no TCP bind or connect (ABI 4); no
 //!   signal to, or abstract socket of, anything outside (ABI 6).
 //! - **Namespaces** (a user namespace first where the caller is not root):
@@ -171,8 +171,8 @@ impl Status {
 #[derive(Debug)]
 pub struct Sandbox {
     pub level: Level,
-    /// Directories commands may write beneath (a target's side of the
-    /// build directory and ccache's: see `stage::Run::sandbox`).
+    /// Directories commands may write beneath (see
+    /// `stage::Run::frame_sandbox`).
     pub writable: Vec<Utf8PathBuf>,
     /// The rhbuild binary that sets the sandbox up.
     pub exe: Utf8PathBuf,

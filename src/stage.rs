@@ -95,11 +95,12 @@ pub struct Run {
     pub cache: SourceCache,
     /// Where scripts and the host may read and write (see `confine`).
     pub policy: Arc<AccessPolicy>,
-    /// The kernel-enforced sandbox of a target stage's build commands:
+    /// The kernel-enforced sandbox of a target's build commands at most:
     /// they write beneath the target's directory (`build/<arch>`, or
     /// `build/all` in a run without a target) and ccache's, and nowhere
     /// else: not the shared sources in `build/src`, not another target's
-    /// directory, not the per-host stages in `build/all`.
+    /// directory, not the per-host stages in `build/all`. A stage's
+    /// commands get less (`frame_sandbox`).
     pub sandbox: Arc<Sandbox>,
     /// The same for a per-host stage's commands: beneath `build/all` and
     /// ccache's directory.
@@ -190,6 +191,8 @@ pub struct Frame {
     /// Where its logs, work and temporary directories are: `build/<arch>`,
     /// or `build/all` for a per-host stage.
     pub home: Utf8PathBuf,
+    /// The sandbox its commands run in (see `Run::frame_sandbox`).
+    pub sandbox: Arc<Sandbox>,
 }
 
 /// The value scripts know as `ctx`.
@@ -542,6 +545,7 @@ impl Run {
         &self,
         own: Option<&Utf8Path>,
         per_host: bool,
+        sandbox: &Arc<Sandbox>,
         env: BTreeMap<String, String>,
     ) -> Airlock {
         let mut path = Vec::new();
@@ -568,21 +572,41 @@ impl Run {
             path,
             env,
             interrupt: self.interrupt.clone(),
-            sandbox: Some(self.sandbox_for(per_host).clone()),
+            sandbox: Some(sandbox.clone()),
             policy: Some(self.policy.clone()),
             jobserver: Some(self.jobserver.clone()),
             verbose: self.verbose,
         }
     }
 
-    /// The sandbox of a target stage's commands, or of a per-host
-    /// stage's.
+    /// The sandbox of a target's commands, or of a per-host stage's.
     pub fn sandbox_for(&self, per_host: bool) -> &Arc<Sandbox> {
         if per_host {
             &self.host_sandbox
         } else {
             &self.sandbox
         }
+    }
+
+    /// The sandbox of a frame's commands. A stage's (and its packages')
+    /// write beneath its own output (the `.part` directory being built),
+    /// the work and temporary directories of its side of the build
+    /// directory, and ccache's: the outputs of other stages, finished and
+    /// recorded as up to date, are read-only to it. An action's (no
+    /// output of its own: a menuconfig, the dev environment's disks) write
+    /// beneath the whole of its side (`sandbox_for`).
+    fn frame_sandbox(&self, per_host: bool, out: Option<&Utf8Path>) -> Arc<Sandbox> {
+        let side = self.sandbox_for(per_host);
+        let Some(out) = out else {
+            return side.clone();
+        };
+        let home = self.build_dir.join(self.place(per_host));
+        Arc::new(side.writing(vec![
+            out.to_owned(),
+            home.join("work"),
+            home.join("tmp"),
+            self.ccache_dir.clone(),
+        ]))
     }
 
     /// Whether compiles go through ccache: `CCACHE` is not 0 and ccache is
@@ -669,6 +693,7 @@ impl Run {
         per_host: bool,
     ) -> Arc<Frame> {
         let home = self.build_dir.join(self.place(per_host));
+        let sandbox = self.frame_sandbox(per_host, out.as_deref());
         Arc::new(Frame {
             stage: stage.to_string(),
             chain,
@@ -683,6 +708,7 @@ impl Run {
             cpu: Arc::new(Mutex::new(0.0)),
             per_host,
             home,
+            sandbox,
         })
     }
 
@@ -1504,6 +1530,7 @@ impl Ctx {
             cpu: Arc::new(Mutex::new(0.0)),
             per_host: self.frame.per_host,
             home: self.frame.home.clone(),
+            sandbox: self.frame.sandbox.clone(),
         });
         let package_cpu = frame.cpu.clone();
         let child = Ctx {
@@ -1565,6 +1592,7 @@ impl Ctx {
             .airlock(
                 self.frame.own_bin.as_deref(),
                 self.frame.per_host,
+                &self.frame.sandbox,
                 BTreeMap::new(),
             )
             .run_measured(&cmd)
@@ -1579,6 +1607,7 @@ impl Ctx {
             .airlock(
                 self.frame.own_bin.as_deref(),
                 self.frame.per_host,
+                &self.frame.sandbox,
                 BTreeMap::new(),
             )
             .run_on_terminal(&cmd)
@@ -1597,6 +1626,7 @@ impl Ctx {
             .airlock(
                 self.frame.own_bin.as_deref(),
                 self.frame.per_host,
+                &self.frame.sandbox,
                 BTreeMap::new(),
             )
             .output(&cmd)
@@ -1620,9 +1650,12 @@ impl Ctx {
             .or_insert_with(|| self.frame.home.join("work").to_string());
         env.entry("TMPDIR".into())
             .or_insert_with(|| self.frame.home.join("tmp").to_string());
-        self.run
-            .make_build_dir(&self.frame.home.join("tmp"))
-            .map_err(|e| e.to_string())?;
+        // Both exist before the sandbox grants writing beneath them.
+        for dir in ["tmp", "work"] {
+            self.run
+                .make_build_dir(&self.frame.home.join(dir))
+                .map_err(|e| e.to_string())?;
+        }
         // Every time a build stores (a kernel's or busybox's build date, an
         // archive's member times) comes from this, recorded like any setting.
         env.entry("SOURCE_DATE_EPOCH".into())

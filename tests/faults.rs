@@ -376,16 +376,21 @@ fn a_build_command_cannot_write_outside_the_build_directory() {
     assert!(!Utf8Path::new(&marker).exists());
 }
 
-/// A command writes beneath its own target's directory and ccache's only:
-/// the verified source trees of `build/src`, another target's directory,
-/// the per-host stages' `build/all`, the download cache and the top of the
-/// build directory are read-only to it. A per-host stage's commands write
-/// beneath `build/all` and ccache's only.
+/// A stage's command writes beneath its own output (the `.part` directory
+/// being built), its side's work and temporary directories and ccache's
+/// only. Another stage's finished output, the top of its target's
+/// directory, the verified source trees of `build/src`, another target's
+/// directory, the per-host stages' `build/all`, the download cache and the
+/// top of the build directory are read-only to it; a per-host stage's
+/// commands are held the same way on `build/all`'s side.
 #[test]
-fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
+fn a_build_command_writes_only_its_stages_output_and_scratch() {
     let p = project();
     p.add_target("u");
+    p.rhbuild(&["run", "scripts/host-tools.rhai", "--arch", "t"])
+        .success();
     let build = p.root.join("build");
+    let host_manifest = p.read("build/t/host/manifest.json");
     let others = [
         "src/gcc-12.2.0-abc/configure",
         "u/cross-compiler/bin/u-linux-musl-gcc",
@@ -404,8 +409,15 @@ fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
         );
         says(&o.stderr, "Permission denied");
     };
-    let new = ["src/planted", "u/planted", "all/planted", "planted"];
-    for f in others.iter().chain(&new) {
+    let new = [
+        "t/planted",
+        "t/host/planted",
+        "src/planted",
+        "u/planted",
+        "all/planted",
+        "planted",
+    ];
+    for f in others.iter().chain(&new).chain(&["t/host/manifest.json"]) {
         let path = build.join(f);
         package_running(&p, &format!(r#"["sh", "-c", "echo pwned >> {path}"]"#));
         let o = run_stage(&p);
@@ -422,19 +434,19 @@ fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
     for f in others {
         assert_eq!(p.read(&format!("build/{f}")), "original\n", "{f} changed");
     }
+    assert_eq!(p.read("build/t/host/manifest.json"), host_manifest);
     for f in new {
         assert!(!build.join(f).exists(), "{f} appeared");
     }
 
-    // Its own side: the target's directory and ccache's.
-    let mine = build.join("t/mine");
+    // Its own: the work directory, TMPDIR, ccache's directory (by default
+    // and outside, as CI gives it) and the stage's output.
     package_running(
         &p,
-        &format!(r#"["sh", "-c", "echo ok > {mine} && echo ok > \"$CCACHE_DIR/probe\""]"#),
+        r#"["sh", "-c", "echo ok > ok && echo ok > \"$TMPDIR/ok\" && echo ok > \"$CCACHE_DIR/probe\""]"#,
     );
     let shared = tempfile::tempdir().unwrap();
     let shared = Utf8Path::from_path(shared.path()).unwrap();
-    // ccache's directory by default, and one outside (as CI gives it).
     for (setting, ccache) in [
         ("", build.join("ccache")),
         (shared.as_str(), shared.to_owned()),
@@ -451,32 +463,51 @@ fn a_build_command_writes_only_beneath_its_own_side_of_the_build_directory() {
             .env("RHBUILD_SET_CCACHE_DIR", setting)
             .output();
         assert!(o.status.success(), "{}", o.stderr);
-        assert_eq!(p.read("build/t/mine"), "ok\n");
+        for f in ["build/t/work/evil/ok", "build/t/tmp/ok"] {
+            assert_eq!(p.read(f), "ok\n");
+        }
         assert_eq!(
             std::fs::read_to_string(ccache.join("probe")).unwrap(),
             "ok\n"
         );
-        std::fs::remove_file(build.join("t/mine")).unwrap();
     }
 
-    // A per-host stage: build/all, not a target's directory.
-    let per_host = |cmd: &str| {
+    // A stage's commands write its output; a per-host stage's too, and
+    // nothing of a target's or another per-host stage's.
+    let stage = |per_host: bool, cmd: &str| {
+        let head = if per_host {
+            "export const per_host = true;\nexport const tools = true;\nctx.host_tools([\"sh\"], []);"
+        } else {
+            "ctx.stage(\"host-tools\");"
+        };
         p.write(
-            "scripts/shared.rhai",
+            "scripts/own.rhai",
             &format!(
-                "export const output = \"shared\";\nexport const per_host = true;\nexport const tools = true;\nctx.host_tools([\"sh\"], []);\nctx.dir(ctx.out).run([\"sh\", \"-c\", \"{cmd}\"]);\n"
+                "export const output = \"own\";\n{head}\nctx.dir(ctx.out).run([\"sh\", \"-c\", \"{cmd}\"]);\n"
             ),
         );
-        p.rhbuild(&["run", "scripts/shared.rhai", "--arch", "t"])
+        p.rhbuild(&["run", "scripts/own.rhai", "--arch", "t"])
             .output()
     };
-    for f in ["t/planted", "u/planted", "src/planted"] {
-        refused(&per_host(&format!("echo pwned > {}", build.join(f))), f);
+    let o = stage(false, "echo ok > made");
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(p.read("build/t/own/made"), "ok\n");
+    for f in [
+        "t/planted",
+        "u/planted",
+        "src/planted",
+        "all/planted",
+        others[2],
+    ] {
+        refused(&stage(true, &format!("echo pwned >> {}", build.join(f))), f);
+    }
+    assert_eq!(p.read(&format!("build/{}", others[2])), "original\n");
+    for f in new {
         assert!(!build.join(f).exists(), "{f} appeared");
     }
-    let o = per_host(&format!("echo ok > {}", build.join("all/mine")));
+    let o = stage(true, "echo ok > made");
     assert!(o.status.success(), "{}", o.stderr);
-    assert_eq!(p.read("build/all/mine"), "ok\n");
+    assert_eq!(p.read("build/all/own/made"), "ok\n");
 }
 
 /// A command run on the user's terminal (a menuconfig) is still in the
