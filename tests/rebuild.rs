@@ -515,7 +515,7 @@ export const per_host = true;
 export const tools = true;
 ctx.host_tools(["sh", "sleep"], []);
 let colour = ctx.setting("COLOUR", "unset");
-ctx.dir(ctx.out).run(["sh", "-c", `echo ${colour} > made && echo built >> ${ctx.build_dir}/all/count && sleep ${ctx.setting("NAP", "0")}`]);
+ctx.dir(ctx.out).run(["sh", "-c", `echo ${colour} > made && echo built >> ${ctx.build_dir}/all/work/count && sleep ${ctx.setting("NAP", "0")}`]);
 "#,
     );
     p.write(
@@ -548,7 +548,7 @@ fn a_per_host_stage_is_built_once_for_every_target() {
         o.stdout
     );
     assert_eq!(p.read("build/t2/use/made"), "unset\n");
-    assert_eq!(p.read("build/all/count"), "built\n");
+    assert_eq!(p.read("build/all/work/count"), "built\n");
     let o = p
         .rhbuild(&[
             "run",
@@ -680,7 +680,7 @@ for x in r {
     );
     p.rhbuild(&["run", "scripts/both.rhai", "--set", "NAP=2"])
         .success();
-    assert_eq!(p.read("build/all/count"), "built\n");
+    assert_eq!(p.read("build/all/work/count"), "built\n");
     let logs = p.read("build/report/logs/t1.log") + p.read("build/report/logs/t2.log").as_str();
     assert_eq!(logs.matches("=== shared (all)").count(), 1, "{logs}");
     assert_eq!(
@@ -740,7 +740,7 @@ fn a_per_host_stage_is_not_rebuilt_under_a_run_that_uses_it() {
     assert_eq!(p.read("build/t1/slow-use/before"), "unset\n");
     assert_eq!(p.read("build/t1/slow-use/after"), "unset\n");
     assert_eq!(p.read("build/t2/use/made"), "green\n");
-    assert_eq!(p.read("build/all/count"), "built\nbuilt\n");
+    assert_eq!(p.read("build/all/work/count"), "built\nbuilt\n");
     // Cleaning it waits for every run, as cleaning the whole directory does.
     p.rhbuild(&["clean", "--arch", "t1", "shared", "--no-wait"])
         .success();
