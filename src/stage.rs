@@ -580,7 +580,7 @@ impl Run {
     }
 
     /// The sandbox of a target's commands, or of a per-host stage's.
-    pub fn sandbox_for(&self, per_host: bool) -> &Arc<Sandbox> {
+    fn sandbox_for(&self, per_host: bool) -> &Arc<Sandbox> {
         if per_host {
             &self.host_sandbox
         } else {
@@ -595,12 +595,16 @@ impl Run {
     /// recorded as up to date, are read-only to it. An action's (no
     /// output of its own: a menuconfig, the dev environment's disks) write
     /// beneath the whole of its side (`sandbox_for`).
-    fn frame_sandbox(&self, per_host: bool, out: Option<&Utf8Path>) -> Arc<Sandbox> {
+    fn frame_sandbox(
+        &self,
+        per_host: bool,
+        home: &Utf8Path,
+        out: Option<&Utf8Path>,
+    ) -> Arc<Sandbox> {
         let side = self.sandbox_for(per_host);
         let Some(out) = out else {
             return side.clone();
         };
-        let home = self.build_dir.join(self.place(per_host));
         Arc::new(side.writing(vec![
             out.to_owned(),
             home.join("work"),
@@ -693,7 +697,7 @@ impl Run {
         per_host: bool,
     ) -> Arc<Frame> {
         let home = self.build_dir.join(self.place(per_host));
-        let sandbox = self.frame_sandbox(per_host, out.as_deref());
+        let sandbox = self.frame_sandbox(per_host, &home, out.as_deref());
         Arc::new(Frame {
             stage: stage.to_string(),
             chain,
