@@ -1088,8 +1088,8 @@ impl Run {
     }
 
     /// What changed among the inputs a manifest recorded, in words (empty:
-    /// every input still holds). Upstream stages are brought up to date
-    /// first (they may rebuild).
+    /// every input still holds). The upstream stages are brought up to date
+    /// (they may rebuild) only when every other input still holds.
     fn changes(
         self: &Arc<Self>,
         inputs: &Inputs,
@@ -1169,6 +1169,12 @@ impl Run {
                     show(&now)
                 ));
             }
+        }
+        // Stale already: the upstream stages the last build used are not
+        // brought up to date here, for the rebuild may no longer use them
+        // (a setting that chose them changed); it asks for what it needs.
+        if !out.is_empty() {
+            return Ok(out);
         }
         // The upstream stages, side by side (the first failure is the error).
         let names: Vec<String> = inputs.stages.keys().cloned().collect();

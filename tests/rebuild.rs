@@ -207,6 +207,47 @@ fn an_upstream_stage() {
     assert!(skipped(&o, "a") && rebuilt(&o, "b"), "{}", o.stdout);
 }
 
+/// A stage already stale by a cheaper input does not bring up to date the
+/// upstream stages its last build used: the rebuild may not use them.
+#[test]
+fn a_stage_stale_by_a_setting_leaves_an_upstream_it_no_longer_uses() {
+    let p = project();
+    p.write(
+        "scripts/d.rhai",
+        r#"export const output = "d";
+if ctx.setting("USE_A", "0") == "1" {
+    let a = ctx.stage("a");
+    ctx.copy(`${a}/f`, `${ctx.out}/f`);
+} else {
+    ctx.write(`${ctx.out}/f`, "alone");
+}
+"#,
+    );
+    run(&p, "scripts/d.rhai", &["--set", "USE_A=1"]);
+    p.write("data/input.txt", "other\n");
+    let o = run(&p, "scripts/d.rhai", &["--set", "USE_A=0"]);
+    assert!(rebuilt(&o, "d"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("setting `USE_A` changed: `1` → `0`"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        !o.stdout.contains("=== a (t)"),
+        "a was built for nothing:\n{}",
+        o.stdout
+    );
+    assert_eq!(p.read("build/t/d/f"), "alone");
+    // Still stale, and used again: the rebuild brings it up to date.
+    let o = run(&p, "scripts/d.rhai", &["--set", "USE_A=1"]);
+    assert!(rebuilt(&o, "a") && rebuilt(&o, "d"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("`data/input.txt` changed"),
+        "{}",
+        o.stdout
+    );
+}
+
 #[test]
 fn a_source_tarball() {
     let p = project();
