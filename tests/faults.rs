@@ -510,6 +510,102 @@ fn a_build_command_writes_only_its_stages_output_and_scratch() {
     assert_eq!(p.read("build/all/own/made"), "ok\n");
 }
 
+/// Preparing a source tree runs the host's `patch` under the source
+/// sandbox: whatever runs as `patch` (here a stand-in first in PATH that
+/// tries to write elsewhere, then hands over to the real one) writes only
+/// beneath `build/src`, and the patched tree is still made.
+#[test]
+fn patch_preparing_a_source_writes_only_build_src() {
+    assert!(
+        Utf8Path::new("/usr/bin/patch").is_file(),
+        "GNU `patch` is needed: apt-get install patch"
+    );
+    let p = project();
+    let out = Outside::new();
+    let build = p.root.join("build");
+    let victims = [
+        "t/host/manifest.json",
+        "cache/planted",
+        "all/planted",
+        "planted",
+        "u/planted",
+    ];
+    p.rhbuild(&["run", "scripts/host-tools.rhai", "--arch", "t"])
+        .success();
+    let host_manifest = p.read("build/t/host/manifest.json");
+    // The source, in the download cache so nothing is fetched.
+    let tarball = build.join("cache/pt-1.tar.gz");
+    write_tar_gz(&tarball, |b| {
+        add_file(b, "pt-1/data", 4, &mut &b"one\n"[..]);
+    });
+    let sha = sha256_bytes(&std::fs::read(&tarball).unwrap());
+    p.write(
+        "packages/pt.rhai",
+        &format!(
+            r#"export const name = "pt";
+export const version = "1";
+export const sources = [ #{{ url: "http://127.0.0.1:1/pt-1.tar.gz", sha256: "{sha}" }} ];
+fn build(ctx) {{
+    ctx.copy(`${{ctx.source()}}/data`, `${{ctx.opts.out}}/data`);
+}}
+"#
+        ),
+    );
+    p.write(
+        "packages/pt/fix.patch",
+        "--- a/data\n+++ b/data\n@@ -1 +1 @@\n-one\n+patched\n",
+    );
+    p.write(
+        "scripts/patched.rhai",
+        "export const output = \"patched\";\nctx.build(\"pt\", #{ out: ctx.out });\n",
+    );
+    // The stand-in: each write that gets through is recorded in the tree it
+    // may write (which the test reads afterwards), then the real patch runs.
+    let bin = tempfile::tempdir().unwrap();
+    let bin = Utf8Path::from_path(bin.path()).unwrap();
+    let mut script = String::from("#!/bin/sh\n");
+    let targets: Vec<Utf8PathBuf> = victims
+        .iter()
+        .map(|v| build.join(v))
+        .chain([out.dir.join("victim"), out.dir.join("new")])
+        .collect();
+    for t in &targets {
+        script += &format!("if echo pwned >> '{t}' 2>/dev/null; then echo '{t}' >> written; fi\n");
+    }
+    script += "echo ok >> inside\nexec /usr/bin/patch \"$@\"\n";
+    std::fs::write(bin.join("patch"), script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("patch"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{bin}:{}", std::env::var("PATH").unwrap());
+    let o = p
+        .rhbuild(&["run", "scripts/patched.rhai", "--arch", "t"])
+        .env("PATH", &path)
+        .output();
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(p.read("build/t/patched/data"), "patched\n");
+    // The stand-in ran (twice: the dry run, then the patch) in the tree.
+    let tree = std::fs::read_dir(build.join("src"))
+        .unwrap()
+        .flatten()
+        .map(|e| Utf8PathBuf::from_path_buf(e.path()).unwrap())
+        .find(|d| d.file_name().is_some_and(|n| n.starts_with("pt-1")))
+        .expect("the patched tree in build/src");
+    assert_eq!(
+        p.read(tree.join("inside").strip_prefix(&p.root).unwrap().as_str()),
+        "ok\nok\n"
+    );
+    assert!(
+        !tree.join("written").exists(),
+        "writes got through: {}",
+        std::fs::read_to_string(tree.join("written")).unwrap_or_default()
+    );
+    assert_eq!(p.read("build/t/host/manifest.json"), host_manifest);
+    for v in &victims[1..] {
+        assert!(!build.join(v).exists(), "{v} appeared");
+    }
+    out.assert_untouched();
+}
+
 /// A command run on the user's terminal (a menuconfig) is still in the
 /// sandbox: it writes nothing outside the build directory.
 #[test]
