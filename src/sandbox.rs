@@ -129,6 +129,26 @@ impl Status {
         gaps
     }
 
+    /// What a server's sandbox (`Sandbox::serving`) lacks here, in words:
+    /// it has no network namespace by design, so its network confinement
+    /// is Landlock's alone.
+    pub fn server_gaps(&self) -> Vec<String> {
+        if self.off {
+            return vec!["the sandbox is off (--sandbox off)".into()];
+        }
+        let mut gaps = Vec::new();
+        if !self.landlock {
+            gaps.push("its writes are not confined: no Landlock".to_string());
+        }
+        if !self.landlock || self.landlock_abi < 4 {
+            gaps.push(format!(
+                "it can connect anywhere over TCP (Landlock ABI {} < 4)",
+                self.landlock_abi
+            ));
+        }
+        gaps
+    }
+
     /// One line for manifests and `rhbuild` output.
     pub fn summary(&self) -> String {
         if self.off {
@@ -183,6 +203,9 @@ pub struct Sandbox {
     /// The TCP servers commands may reach, each through a port on the
     /// network namespace's loopback (`DISTCC_HOSTS`).
     forwards: Vec<Forward>,
+    /// A server's sandbox (`serving`): the TCP port it listens on, in the
+    /// host's network namespace; it connects nowhere.
+    listen: Option<u16>,
     /// What the kernel grants, probed once and shared by the narrower
     /// sandboxes made from this one (`writing`).
     status: Arc<OnceLock<Result<Status, String>>>,
@@ -226,6 +249,7 @@ impl Sandbox {
             deny: var("RHBUILD_SANDBOX_DENY"),
             abi: var("RHBUILD_SANDBOX_ABI"),
             forwards: Vec::new(),
+            listen: None,
             status: Arc::new(OnceLock::new()),
         })
     }
@@ -248,7 +272,20 @@ impl Sandbox {
             deny: self.deny.clone(),
             abi: self.abi.clone(),
             forwards: self.forwards.clone(),
+            listen: self.listen,
             status: self.status.clone(),
+        }
+    }
+
+    /// The sandbox of a server for guests (distccd): it writes beneath
+    /// `writable` only, listens on TCP `port` in the host's network
+    /// namespace (where the guest's forwarded connections arrive) and
+    /// connects nowhere; no servers are forwarded to it.
+    pub fn serving(&self, writable: Vec<Utf8PathBuf>, port: u16) -> Sandbox {
+        Sandbox {
+            forwards: Vec::new(),
+            listen: Some(port),
+            ..self.writing(writable)
         }
     }
 
@@ -317,6 +354,10 @@ impl Sandbox {
         for f in &self.forwards {
             args.push("--forward".into());
             args.push(f.arg().into());
+        }
+        if let Some(port) = self.listen {
+            args.push("--listen".into());
+            args.push(port.to_string().into());
         }
         if probe {
             args.push("--probe".into());
@@ -755,6 +796,8 @@ mod helper {
         require: bool,
         probe: bool,
         forwards: Vec<Forward>,
+        /// A server's port: no network namespace, TCP bind to it only.
+        listen: Option<u16>,
         arg0: Option<OsString>,
         argv: Vec<OsString>,
     }
@@ -767,6 +810,7 @@ mod helper {
             require: false,
             probe: false,
             forwards: Vec::new(),
+            listen: None,
             arg0: None,
             argv: Vec::new(),
         };
@@ -794,6 +838,14 @@ mod helper {
                 Some("--forward") => {
                     let v = it.next().ok_or("--forward needs LOCALPORT=IPV4:PORT")?;
                     o.forwards.push(Forward::parse(&v.to_string_lossy())?);
+                }
+                Some("--listen") => {
+                    let v = it.next().ok_or("--listen needs a port")?;
+                    o.listen = Some(
+                        v.to_string_lossy()
+                            .parse()
+                            .map_err(|_| "--listen needs a port")?,
+                    );
                 }
                 Some("--require") => o.require = true,
                 Some("--probe") => o.probe = true,
@@ -870,7 +922,8 @@ mod helper {
         let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
         let want_user = uid != 0 && !denied(o, "userns");
         let mut flags = 0;
-        if !denied(o, "netns") {
+        // A server listens where its clients are: the host's network.
+        if !denied(o, "netns") && o.listen.is_none() {
             flags |= libc::CLONE_NEWNET;
         }
         if !denied(o, "mountns") {
@@ -995,6 +1048,12 @@ mod helper {
                 .add_rules(ports.into_iter().map(|p| {
                     Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::ConnectTcp))
                 }))
+                .map_err(err)?
+                .add_rules(
+                    o.listen.filter(|_| abi_n >= 4).map(|p| {
+                        Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::BindTcp))
+                    }),
+                )
                 .map_err(err)?;
         let status = created.restrict_self().map_err(err)?;
         st.landlock = status.ruleset != RulesetStatus::NotEnforced;
@@ -1163,6 +1222,15 @@ mod tests {
         };
         assert!(full.gaps().is_empty());
         assert!(full.summary().starts_with("full: landlock abi 7"));
+        // A server has no network namespace by design: Landlock's TCP
+        // rules are its network confinement.
+        assert!(full.server_gaps().is_empty());
+        let abi3 = Status {
+            landlock_abi: 3,
+            ..full.clone()
+        };
+        assert!(abi3.server_gaps()[0].contains("connect anywhere"));
+        assert!(Status::default().server_gaps().len() == 2);
         let old = Status {
             landlock_abi: 2,
             net_ns: false,

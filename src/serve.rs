@@ -16,7 +16,7 @@
 use camino::{Utf8Path, Utf8PathBuf};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -186,16 +186,37 @@ fn open(root: &crate::confine::Root, path: &str) -> Option<(std::fs::File, u64)>
 
 /// The host's `distccd`, listening on 127.0.0.1 only, on a free port, with
 /// `compilers` (a directory of `cc`, `gcc`, `c++`, `g++` links to the
-/// target's cross compiler) as its whole PATH. Stopped when dropped.
+/// target's cross compiler) as its whole PATH and a private temporary
+/// directory. Stopped when dropped.
+///
+/// Whoever connects chooses the compiler's arguments, and gcc's arguments
+/// can run any program (`-wrapper`), so a guest's distccd runs in a
+/// sandbox (`start_confined`): it writes only its temporary directory,
+/// binds only its port and connects nowhere.
 pub struct Distccd {
     pub port: u16,
     pub log: Utf8PathBuf,
     child: Option<std::process::Child>,
+    /// Its TMPDIR, removed after it stops.
+    tmp: Option<tempfile::TempDir>,
 }
 
 impl Distccd {
+    /// Unconfined, as a build machine named in `DISTCC_HOSTS` runs it (the
+    /// tests' stand-ins for those machines).
     pub fn start(compilers: &Utf8Path, log: &Utf8Path, jobs: u32) -> Result<Distccd, String> {
         Self::start_listing(compilers, log, jobs, None)
+    }
+
+    /// For a guest: inside `sandbox` (its writable directories replaced by
+    /// the server's temporary directory, see `Sandbox::serving`).
+    pub fn start_confined(
+        compilers: &Utf8Path,
+        log: &Utf8Path,
+        jobs: u32,
+        sandbox: &crate::sandbox::Sandbox,
+    ) -> Result<Distccd, String> {
+        Self::start_in(compilers, log, jobs, None, Some(sandbox))
     }
 
     /// The same, running only the compiler names listed in the file
@@ -207,6 +228,16 @@ impl Distccd {
         log: &Utf8Path,
         jobs: u32,
         names: Option<&Utf8Path>,
+    ) -> Result<Distccd, String> {
+        Self::start_in(compilers, log, jobs, names, None)
+    }
+
+    fn start_in(
+        compilers: &Utf8Path,
+        log: &Utf8Path,
+        jobs: u32,
+        names: Option<&Utf8Path>,
+        sandbox: Option<&crate::sandbox::Sandbox>,
     ) -> Result<Distccd, String> {
         let Some(binary) = crate::airlock::host_program("distccd") else {
             return Err("distccd is not installed on the host: apt-get install distcc".into());
@@ -220,31 +251,56 @@ impl Distccd {
         if let Some(dir) = log.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let mut cmd = std::process::Command::new(binary.as_str());
-        cmd.args([
+        // Its own temporary directory: started as root, distccd gives up
+        // its privileges for an unprivileged user's, who must write there
+        // (and may not reach the build directory).
+        let tmp = tempfile::Builder::new()
+            .prefix("rhbuild-distccd-")
+            .tempdir()
+            .map_err(|e| format!("cannot make a temporary directory for distccd: {e}"))?;
+        let tmp_path = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf())
+            .map_err(|p| format!("`{}` is not UTF-8", p.display()))?;
+        std::fs::set_permissions(&tmp_path, std::fs::Permissions::from_mode(0o1777))
+            .map_err(|e| format!("cannot open `{tmp_path}` to distccd: {e}"))?;
+        let args: Vec<String> = [
             "--daemon",
             "--no-detach",
             "--listen",
             "127.0.0.1",
             "--allow",
             "127.0.0.1",
-        ])
-        .arg("--port")
-        .arg(port.to_string())
-        .arg("--jobs")
-        .arg(jobs.max(1).to_string())
-        // Its log comes through us: as root, distccd gives up its
-        // privileges and could not open a file in the build directory.
-        .args(["--log-level", "info", "--log-stderr"])
-        .env_clear()
-        .env("PATH", compilers.as_str())
-        .env("HOME", compilers.as_str())
-        .env("TMPDIR", std::env::temp_dir())
-        .envs(names.map(|n| ("DISTCC_CMDLIST", n.as_str())))
-        .envs(names.map(|_| ("DISTCC_CMDLIST_NUMWORDS", "1")))
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
+            "--port",
+            &port.to_string(),
+            "--jobs",
+            &jobs.max(1).to_string(),
+            // Its log comes through us: as root, distccd gives up its
+            // privileges and could not open a file in the build directory.
+            "--log-level",
+            "info",
+            "--log-stderr",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        let mut cmd = match sandbox {
+            Some(sandbox) => sandbox
+                .serving(vec![tmp_path.clone()], port)
+                .command("distccd", &binary, &args),
+            None => {
+                let mut c = std::process::Command::new(binary.as_str());
+                c.args(&args);
+                c
+            }
+        };
+        cmd.env_clear()
+            .env("PATH", compilers.as_str())
+            .env("HOME", compilers.as_str())
+            .env("TMPDIR", tmp_path.as_str())
+            .envs(names.map(|n| ("DISTCC_CMDLIST", n.as_str())))
+            .envs(names.map(|_| ("DISTCC_CMDLIST_NUMWORDS", "1")))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         // Its own process group, so stopping it stops its workers too.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         let mut child = cmd
@@ -267,6 +323,7 @@ impl Distccd {
             port,
             log: log.to_owned(),
             child: Some(child),
+            tmp: Some(tmp),
         };
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         for _ in 0..100 {
@@ -305,6 +362,7 @@ impl Distccd {
             }
             let _ = c.wait();
         }
+        self.tmp.take();
     }
 }
 

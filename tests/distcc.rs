@@ -309,3 +309,124 @@ fn a_packages_compiles_reach_both_distcc_servers_from_inside_the_sandbox() {
     );
     eprintln!("both runs took {:.1} s", started.elapsed().as_secs_f64());
 }
+
+// ---------------------------------------------------------------------------
+// A guest's compile request is a command: the guest's distccd is confined
+
+/// One compile request as a distcc client sends it (protocol 1: the
+/// argument vector, then the preprocessed source); the reply as its
+/// tokens, each with its value or, for the streams and the object file,
+/// its payload.
+fn compile_request(port: u16, argv: &[&str], source: &str) -> Vec<(String, u32, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let token = |name: &str, value: usize| format!("{name}{value:08x}").into_bytes();
+    let mut req = token("DIST", 1);
+    req.extend(token("ARGC", argv.len()));
+    for a in argv {
+        req.extend(token("ARGV", a.len()));
+        req.extend(a.as_bytes());
+    }
+    req.extend(token("DOTI", source.len()));
+    req.extend(source.as_bytes());
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    s.write_all(&req).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    let mut tokens = Vec::new();
+    let mut rest = &reply[..];
+    while rest.len() >= 12 {
+        let name = String::from_utf8_lossy(&rest[..4]).into_owned();
+        let value = u32::from_str_radix(std::str::from_utf8(&rest[4..12]).unwrap(), 16).unwrap();
+        rest = &rest[12..];
+        let payload = if ["DONE", "STAT"].contains(&name.as_str()) {
+            Vec::new()
+        } else {
+            let (p, r) = rest.split_at((value as usize).min(rest.len()));
+            rest = r;
+            p.to_vec()
+        };
+        tokens.push((name, value, payload));
+    }
+    tokens
+}
+
+/// gcc's `-wrapper` runs any program a request names: the guest's distccd
+/// runs it where it writes only its own temporary directory and connects
+/// nowhere, while compiles still work. The same request against an
+/// unconfined distccd shows the attack is real.
+#[test]
+fn a_compile_request_that_runs_a_program_is_confined_in_the_guests_distccd() {
+    require_tool("distccd", "distcc");
+    require_tool("gcc", "gcc");
+    let mut sandbox =
+        rhbuild::sandbox::Sandbox::new(rhbuild::sandbox::Level::Auto, Vec::new()).unwrap();
+    // The set-up is rhbuild's, not this test binary's.
+    sandbox.exe = env!("CARGO_BIN_EXE_rhbuild").into();
+    let status = sandbox.status().unwrap();
+    assert!(
+        status.landlock && status.landlock_abi >= 4,
+        "this test needs Landlock ABI 4 or later (the kernel offers {})",
+        status.landlock_abi
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8PathBuf::from_path_buf(tmp.path().to_path_buf()).unwrap();
+    let bin = host_compilers(&dir);
+    // Writable by anyone: distccd started as root runs as its own user.
+    let outside = tempfile::tempdir().unwrap();
+    let outside = Utf8PathBuf::from_path_buf(outside.path().to_path_buf()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&dir, &outside] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let attack =
+        format!("/bin/bash,-c,echo pwned > {outside}/written; echo hi > /dev/tcp/127.0.0.1/{port}");
+    let argv = ["gcc", "-wrapper", &attack, "-c", "x.c", "-o", "x.o"];
+    let accepted = || {
+        let mut n = 0;
+        while listener.accept().is_ok() {
+            n += 1;
+        }
+        n
+    };
+
+    let open = Distccd::start(&bin, &dir.join("open.log"), 1).unwrap();
+    compile_request(open.port, &argv, "int x;\n");
+    drop(open);
+    assert!(
+        outside.join("written").exists(),
+        "the attack did not run in an unconfined distccd: {}",
+        std::fs::read_to_string(dir.join("open.log")).unwrap_or_default()
+    );
+    // Once for each program gcc runs (the compiler proper, the assembler).
+    assert!(accepted() > 0, "the unconfined attack did not connect");
+    std::fs::remove_file(outside.join("written")).unwrap();
+
+    let d = Distccd::start_confined(&bin, &dir.join("d.log"), 1, &sandbox).unwrap();
+    assert!(listens_on_loopback_only(d.port), "port {}", d.port);
+    let reply = compile_request(d.port, &argv, "int x;\n");
+    assert!(
+        !outside.join("written").exists(),
+        "a confined request wrote outside: {reply:?}"
+    );
+    assert_eq!(accepted(), 0, "a confined request connected out");
+    let reply = compile_request(
+        d.port,
+        &["gcc", "-c", "f.c", "-o", "f.o"],
+        "int f(void) { return 42; }\n",
+    );
+    let stat = reply.iter().find(|t| t.0 == "STAT").map(|t| t.1);
+    let object = reply.iter().find(|t| t.0 == "DOTO").map(|t| t.2.len());
+    assert_eq!(stat, Some(0), "{reply:?}");
+    assert!(object.is_some_and(|n| n > 0), "{reply:?}");
+    assert_eq!(
+        d.compiles().len(),
+        1,
+        "{:?}",
+        std::fs::read_to_string(&d.log)
+    );
+}

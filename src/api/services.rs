@@ -55,7 +55,17 @@ pub fn register(engine: &mut Engine) {
         |c: &mut Ctx, compilers: &str, log: &str, jobs: i64| -> RhaiResult<Distcc> {
             let compilers = lift(c.readable(compilers))?;
             let log = lift(c.writable(log))?;
-            let d = Distccd::start(&compilers, &log, jobs.max(1) as u32).map_err(fail)?;
+            // A compile request can run any program (gcc's -wrapper): say
+            // what the sandbox cannot hold it to here.
+            let gaps = c.frame.sandbox.status().map_err(fail)?.server_gaps();
+            if !gaps.is_empty() {
+                eprintln!(
+                    "warning: the guest's compile requests run in a partial sandbox on this machine:\n  - {}",
+                    gaps.join("\n  - ")
+                );
+            }
+            let d = Distccd::start_confined(&compilers, &log, jobs.max(1) as u32, &c.frame.sandbox)
+                .map_err(fail)?;
             Ok(Distcc {
                 port: d.port as i64,
                 log: log.to_string(),
