@@ -559,19 +559,23 @@ impl Tools<'_> {
     }
 }
 
-/// Runs a tool to completion; output is kept for the error only.
+/// Runs a tool to completion; output is kept for the error only. In the
+/// sandbox it may write `writes` (the image being made, a file the host
+/// created) and nothing else.
 fn run_tool(
     tool: &Path,
     args: &[&std::ffi::OsStr],
+    writes: &Utf8Path,
     hint: &str,
     tools: &Tools,
 ) -> Result<std::process::Output, ImageError> {
-    run_tool_env(tool, args, hint, tools, &[])
+    run_tool_env(tool, args, writes, hint, tools, &[])
 }
 
 fn run_tool_env(
     tool: &Path,
     args: &[&std::ffi::OsStr],
+    writes: &Utf8Path,
     hint: &str,
     tools: &Tools,
     env: &[(&str, String)],
@@ -588,7 +592,9 @@ fn run_tool_env(
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
             let name = utf8.file_name().unwrap_or("tool");
-            sandbox.command(name, utf8, &args)
+            sandbox
+                .writing(vec![writes.to_owned()])
+                .command(name, utf8, &args)
         }
         _ => {
             let mut c = Command::new(tool);
@@ -643,6 +649,8 @@ pub fn write_squashfs_with(
     require_dir(root)?;
     let mksquashfs = find_tool("mksquashfs", "squashfs-tools", "a squashfs image")?;
     via_part(out, |part| {
+        // Made here, so the sandboxed mksquashfs writes this one file.
+        create_no_follow(part).map_err(io_err("create", part))?;
         let mut args: Vec<String> = [
             root.as_str(),
             part.as_str(),
@@ -663,7 +671,7 @@ pub fn write_squashfs_with(
             }
         }
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool(&mksquashfs, &args, "", tools)?;
+        run_tool(&mksquashfs, &args, part, "", tools)?;
         Ok(())
     })
 }
@@ -815,7 +823,7 @@ pub fn write_ext2_with(
         args.extend(identity.iter().cloned());
         args.extend(["-d".to_string(), root.to_string(), part.to_string()]);
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool_env(&mke2fs, &args, &hint, tools, &fake_time)?;
+        run_tool_env(&mke2fs, &args, part, &hint, tools, &fake_time)?;
         if !commands.is_empty() {
             let script = Utf8PathBuf::from(format!("{part}.owners"));
             create_no_follow(&script)
@@ -827,7 +835,7 @@ pub fn write_ext2_with(
                 script.as_os_str(),
                 part.as_os_str(),
             ];
-            let result = run_tool_env(&debugfs, &args, "", tools, &fake_time);
+            let result = run_tool_env(&debugfs, &args, part, "", tools, &fake_time);
             let _ = fs::remove_file(&script);
             let output = result?;
             // debugfs reports a failed command on stderr but still exits 0;
@@ -880,7 +888,7 @@ pub fn create_blank_ext2_with(
         args.extend(identity);
         args.push(part.to_string());
         let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
-        run_tool_env(&mke2fs, &args, "", tools, &fake_time)?;
+        run_tool_env(&mke2fs, &args, part, "", tools, &fake_time)?;
         Ok(())
     })
 }

@@ -787,6 +787,7 @@ mod helper {
     };
     use std::ffi::{CString, OsString};
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
     use std::process::ExitCode;
 
     struct Options {
@@ -1013,8 +1014,28 @@ mod helper {
             }
         };
         add(std::path::Path::new("/"), AccessFs::from_read(abi));
+        let mut writes: Vec<PathBeneath<std::os::fd::OwnedFd>> = Vec::new();
         for w in &o.write {
-            add(std::path::Path::new(w), AccessFs::from_all(abi));
+            // What is granted is the directory or file at that name itself,
+            // never what a link there leads to (a command that could
+            // replace the name with a link would otherwise choose where
+            // the next one writes); a file gets a file's rights.
+            let Ok(f) = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(w)
+            else {
+                continue;
+            };
+            let Ok(meta) = f.metadata() else { continue };
+            let access = if meta.is_dir() {
+                AccessFs::from_all(abi)
+            } else if meta.is_file() {
+                AccessFs::from_file(abi)
+            } else {
+                continue;
+            };
+            writes.push(PathBeneath::new(std::os::fd::OwnedFd::from(f), access));
         }
         for dev in [
             "/dev/null",
@@ -1044,6 +1065,8 @@ mod helper {
                 .create()
                 .map_err(err)?
                 .add_rules(rules.into_iter().map(Ok::<_, landlock::RulesetError>))
+                .map_err(err)?
+                .add_rules(writes.into_iter().map(Ok::<_, landlock::RulesetError>))
                 .map_err(err)?
                 .add_rules(ports.into_iter().map(|p| {
                     Ok::<_, landlock::RulesetError>(NetPort::new(p, AccessNet::ConnectTcp))

@@ -265,16 +265,26 @@ impl Run {
                 .map(SourceCache::in_root),
         }
         .map_err(|e| ScriptError::Other(format!("cannot use the source cache: {e}")))?;
-        let ccache_dir = settings
+        let mut ccache_dir = settings
             .get("CCACHE_DIR")
             .filter(|d| !d.is_empty())
             .map(|d| crate::project::absolute(Utf8Path::new(d)))
             .unwrap_or_else(|| build_dir.join("ccache"));
         let mut writable = vec![build_dir.clone()];
         if !ccache_dir.starts_with(&build_dir) {
-            std::fs::create_dir_all(&ccache_dir).map_err(|e| {
+            let cannot = |e: std::io::Error| {
                 ScriptError::Other(format!("cannot create CCACHE_DIR `{ccache_dir}`: {e}"))
-            })?;
+            };
+            std::fs::create_dir_all(&ccache_dir).map_err(cannot)?;
+            // The sandbox grants a directory at its name, never through a
+            // link there: one the user named is followed here, once.
+            ccache_dir = std::fs::canonicalize(&ccache_dir)
+                .map_err(cannot)
+                .and_then(|p| {
+                    Utf8PathBuf::from_path_buf(p).map_err(|p| {
+                        ScriptError::Other(format!("CCACHE_DIR `{}` is not UTF-8", p.display()))
+                    })
+                })?;
             writable.push(ccache_dir.clone());
         }
         let distcc = match settings.get("DISTCC_HOSTS").map(str::trim) {
@@ -593,24 +603,19 @@ impl Run {
     /// the work and temporary directories of its side of the build
     /// directory, and ccache's: the outputs of other stages, finished and
     /// recorded as up to date, are read-only to it. An action's (no
-    /// output of its own: a menuconfig, the dev environment's disks) write
-    /// beneath the whole of its side (`sandbox_for`).
+    /// output of its own: a menuconfig, the dev environment) write only
+    /// the scratch directories; the images it makes (the dev environment's
+    /// disks) are written by the host, and by image tools granted their
+    /// one file (`image::run_tool`).
     fn frame_sandbox(
         &self,
         per_host: bool,
         home: &Utf8Path,
         out: Option<&Utf8Path>,
     ) -> Arc<Sandbox> {
-        let side = self.sandbox_for(per_host);
-        let Some(out) = out else {
-            return side.clone();
-        };
-        Arc::new(side.writing(vec![
-            out.to_owned(),
-            home.join("work"),
-            home.join("tmp"),
-            self.ccache_dir.clone(),
-        ]))
+        let scratch = [home.join("work"), home.join("tmp"), self.ccache_dir.clone()];
+        let writable = out.map(Utf8Path::to_owned).into_iter().chain(scratch);
+        Arc::new(self.sandbox_for(per_host).writing(writable.collect()))
     }
 
     /// Whether compiles go through ccache: `CCACHE` is not 0 and ccache is

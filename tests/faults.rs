@@ -606,6 +606,87 @@ fn build(ctx) {{
     out.assert_untouched();
 }
 
+/// An action (a script without an output: a menuconfig, the dev
+/// environment) writes only its target's scratch directories: a finished
+/// stage and the top of the target's directory are read-only to its
+/// commands, while the disk it makes (by the host and mke2fs, granted that
+/// one file) is still made.
+#[test]
+fn an_actions_commands_write_only_scratch() {
+    let p = project();
+    p.rhbuild(&["run", "scripts/host-tools.rhai", "--arch", "t"])
+        .success();
+    let build = p.root.join("build");
+    let manifest = p.read("build/t/host/manifest.json");
+    for f in ["t/host/manifest.json", "t/planted", "t/hdb.img"] {
+        let o = run_action(
+            &p,
+            &format!(
+                "ctx.stage(\"host-tools\");\nctx.work_dir(\"x\").run([\"sh\", \"-c\", \"echo pwned >> {}\"]);\n",
+                build.join(f)
+            ),
+        );
+        assert!(!o.status.success(), "writing {f} was not refused");
+        says(&o.stderr, "Permission denied");
+    }
+    assert_eq!(p.read("build/t/host/manifest.json"), manifest);
+    assert!(!build.join("t/planted").exists());
+    assert!(!build.join("t/hdb.img").exists());
+    let o = run_action(
+        &p,
+        "ctx.stage(\"host-tools\");\nctx.work_dir(\"x\").run([\"sh\", \"-c\", \"echo ok > ok && echo ok > \\\"$TMPDIR/ok\\\"\"]);\nctx.blank_ext2(`${ctx.arch_dir}/hdb.img`, 4);\n",
+    );
+    assert!(o.status.success(), "{}", o.stderr);
+    assert_eq!(p.read("build/t/work/x/ok"), "ok\n");
+    assert_eq!(p.read("build/t/tmp/ok"), "ok\n");
+    let disk = std::fs::metadata(build.join("t/hdb.img")).unwrap();
+    assert_eq!(disk.len(), 4 << 20);
+}
+
+/// The sandbox grants writing to the directory or file at each name it is
+/// given, never to what a link there leads to; a file's grant is that
+/// file alone, not its directory.
+#[test]
+fn a_write_grant_is_what_is_at_its_name_never_where_a_link_leads() {
+    use rhbuild::sandbox::{Level, Sandbox};
+    let mut sandbox = Sandbox::new(Level::Auto, Vec::new()).unwrap();
+    sandbox.exe = env!("CARGO_BIN_EXE_rhbuild").into();
+    let status = sandbox.status().unwrap();
+    assert!(
+        status.landlock,
+        "this test needs Landlock: {}",
+        status.summary()
+    );
+    let out = Outside::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Utf8Path::from_path(tmp.path()).unwrap();
+    std::os::unix::fs::symlink(&out.dir, dir.join("link")).unwrap();
+    std::fs::write(dir.join("file"), "").unwrap();
+    std::fs::write(dir.join("sibling"), "kept\n").unwrap();
+    let confined = sandbox.writing(vec![dir.join("link"), dir.join("file")]);
+    let sh = |cmd: String| {
+        confined
+            .command("sh", Utf8Path::new("/bin/sh"), &["-c".to_string(), cmd])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!sh(format!("echo pwned >> {}/link/victim", dir)));
+    assert!(!sh(format!("echo pwned > {}/link/new", dir)));
+    assert!(!sh(format!("echo pwned >> {}", out.dir.join("victim"))));
+    assert!(!sh(format!("echo pwned >> {}", dir.join("sibling"))));
+    assert!(!sh(format!("echo pwned > {}", dir.join("new"))));
+    assert!(sh(format!("echo mine >> {}", dir.join("file"))));
+    assert_eq!(std::fs::read_to_string(dir.join("file")).unwrap(), "mine\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("sibling")).unwrap(),
+        "kept\n"
+    );
+    assert!(!dir.join("new").exists());
+    out.assert_untouched();
+}
+
 /// A command run on the user's terminal (a menuconfig) is still in the
 /// sandbox: it writes nothing outside the build directory.
 #[test]

@@ -425,19 +425,25 @@ fn root_filesystem_needs_an_executable_init() {
 
 /// The same tree built twice, in different places, at different times and
 /// with different file times, gives byte-identical images when an epoch is
-/// given: what makes two clean builds of a system image comparable.
+/// given: what makes two clean builds of a system image comparable. The
+/// second time its tools run in the sandbox, each writing its image only.
 #[test]
 fn images_with_an_epoch_are_reproducible() {
     require_tool("mksquashfs", "squashfs-tools");
     require_tool("mke2fs", "e2fsprogs");
     require_tool("debugfs", "e2fsprogs");
-    let tools = rhbuild::image::Tools {
-        sandbox: None,
-        interrupt: None,
-        epoch: Some(1_672_531_200),
-    };
+    // The second build runs its tools in a sandbox that lets no command
+    // write anything: each tool is granted the one image it makes.
+    let mut sandbox =
+        rhbuild::sandbox::Sandbox::new(rhbuild::sandbox::Level::Auto, Vec::new()).unwrap();
+    sandbox.exe = env!("CARGO_BIN_EXE_rhbuild").into();
     let mut outputs: Vec<Vec<Vec<u8>>> = Vec::new();
     for (n, stamp) in [(0, 1_600_000_000i64), (1, 1_700_000_000i64)] {
+        let tools = rhbuild::image::Tools {
+            sandbox: (n == 1).then_some(&sandbox),
+            interrupt: None,
+            epoch: Some(1_672_531_200),
+        };
         let dir = tempfile::tempdir().unwrap();
         let dir = utf8(dir.path()).join(format!("build-{n}"));
         std::fs::create_dir(&dir).unwrap();
