@@ -48,7 +48,8 @@ for arch in sorted(targets):
     gcc = sum(e["seconds"] for e in ev if e["event"] == "package"
               and e["stage"] == "cross-compiler" and e["package"].startswith("gcc"))
     # The root filesystem and the kernel are built side by side.
-    image = " / ".join(fmt(done[s]["seconds"]) + " s" if s in done else "-"
+    up = {e["stage"] for e in ev if e["event"] == "up-to-date"}
+    image = " / ".join(fmt(done[s]["seconds"]) + " s" if s in done else ("kept" if s in up else "-")
                        for s in ("root-filesystem", "linux-kernel", "system-image"))
     boot = result.get("boot_seconds")
     if boot is not None and not failed:
@@ -64,8 +65,11 @@ for arch in sorted(targets):
         sums["gcc"] += gcc
         if cpu:
             sums["cpu"] += cpu
-    up = any(e["event"] == "up-to-date" and e["stage"] == "cross-compiler" for e in ev)
-    print(f"| {arch} | {result.get('toolchain', '')} | {fmt(wall) + ' s' if wall else ('up to date' if up else '')} | "
+    # A stage found up to date: the time its kept build took.
+    kept = next((e.get("seconds") for e in ev
+                 if e["event"] == "up-to-date" and e["stage"] == "cross-compiler"), None)
+    kept_text = f"kept (built in {fmt(kept)} s)" if kept else ("kept" if kept is not None else "")
+    print(f"| {arch} | {result.get('toolchain', '')} | {fmt(wall) + ' s' if wall else kept_text} | "
           f"{fmt(cpu) + ' s' if cpu else ('not counted' if wall else '')} | "
           f"{fmt(cpu / jobs) + ' s (' + fmt(100 * cpu / jobs / wall) + ' %)' if cpu and wall else ''} | "
           f"{fmt(100 * gcc / wall) + ' %' if wall else ''} | {image} | "
