@@ -354,11 +354,16 @@ impl Distccd {
             .collect()
     }
 
+    /// Stop it and every worker. SIGKILL, not SIGTERM: in the sandbox the
+    /// group holds the set-up and the first process of distccd's PID
+    /// namespace, which ignores any other signal from outside; its death
+    /// takes the namespace (distccd, which made itself a group of its own,
+    /// and its workers) with it. Unconfined, the group is distccd's.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: signalling the process group we created.
             unsafe {
-                libc::kill(-(c.id() as i32), libc::SIGTERM);
+                libc::kill(-(c.id() as i32), libc::SIGKILL);
             }
             let _ = c.wait();
         }

@@ -429,4 +429,31 @@ fn a_compile_request_that_runs_a_program_is_confined_in_the_guests_distccd() {
         "{:?}",
         std::fs::read_to_string(&d.log)
     );
+    // Stopped, nothing of it is left: no listener, no process.
+    let port = d.port;
+    drop(d);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while listening(port) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!listening(port), "port {port} still open after stop");
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("distccd") && c.contains(&format!("--port {port} ")))
+        .collect();
+    assert!(left.is_empty(), "left running: {left:?}");
+}
+
+/// Is anything listening on `port` (IPv4 or IPv6)?
+fn listening(port: u16) -> bool {
+    let mut table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table.push_str(&std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default());
+    let suffix = format!(":{port:04X}");
+    table.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1].ends_with(&suffix) && f[3] == "0A"
+    })
 }
