@@ -627,7 +627,26 @@ fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopb
     require_tool("debugfs", "e2fsprogs");
     let hdb = build_dir().join("sh4/hdb.img");
     let _ = std::fs::remove_file(&hdb);
+    // A stand-in for the native compiler's distcc client (this image has
+    // no compiler): it says how it was called, so the test sees /init put
+    // it first in PATH under the compilers' names, for both servers.
+    let overlay = tempfile::tempdir().unwrap();
+    let overlay = Utf8PathBuf::from_path_buf(overlay.path().to_path_buf()).unwrap();
+    std::fs::create_dir_all(overlay.join("usr/bin")).unwrap();
+    std::fs::write(
+        overlay.join("usr/bin/distcc"),
+        "#!/bin/sh\necho \"distcc as ${0##*/}: $* to [$DISTCC_HOSTS]\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        overlay.join("usr/bin/distcc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    // The console log is appended to: each run reads only its own.
+    let console_log = build_dir().join("sh4/logs/dev-environment-console.log");
     let dev = |control: &Utf8PathBuf| {
+        let _ = std::fs::remove_file(&console_log);
         run(rhbuild(&[
             "run",
             "scripts/dev-environment.rhai",
@@ -636,14 +655,19 @@ fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopb
             "--set",
             "HDB_MEGS=16",
             "--set",
+            "DISTCC_SERVERS=2",
+            "--set",
+            &format!("MY_ROOT_OVERLAY={overlay}"),
+            "--set",
             &format!("MY_DEV_CONTROL={control}"),
         ]))
     };
 
     // First run: the control init (a directory outside the project) sees
-    // the distcc servers, writes to /home and fails on purpose.
+    // the distcc servers, its compiles go to distcc, it writes to /home and
+    // fails on purpose.
     let (_t1, first) = control_dir(
-        "#!/bin/sh\necho \"phase: write\"\necho \"hosts=$DISTCC_HOSTS\"\n\
+        "#!/bin/sh\necho \"phase: write\"\necho \"hosts=$DISTCC_HOSTS\"\ncc -c x.c\n\
          echo from-the-guest > /home/note.txt\ndate +%s > /home/clock.txt\nexit 3\n",
     );
     let o = dev(&first);
@@ -661,6 +685,17 @@ fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopb
     let console =
         std::fs::read_to_string(build_dir().join("sh4/logs/dev-environment-console.log")).unwrap();
     assert!(console.contains("hosts=10.0.2.2:3632/"), "{console}");
+    // /init made distcc the compiler, with the servers as distcc lists
+    // them (the kernel parameter's commas turned into spaces).
+    assert!(
+        console.contains("init: compiles go to distcc servers 10.0.2.2:3632/"),
+        "{console}"
+    );
+    assert!(
+        console.contains("distcc as cc: -c x.c to [10.0.2.2:3632/")
+            && console.contains(" 10.0.2.2:3633/"),
+        "{console}"
+    );
     // /home is the ext2 image on the host, readable without root; the
     // guest's clock came from the host.
     assert_eq!(ext2_cat(&hdb, "/note.txt").trim(), "from-the-guest");
@@ -678,6 +713,7 @@ fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopb
     // the guest is told of none.
     let (_t2, second) =
         control_dir("#!/bin/sh\necho \"kept=$(cat /home/note.txt) hosts=[$DISTCC_HOSTS]\"\n");
+    let _ = std::fs::remove_file(&console_log);
     let o = run(rhbuild(&[
         "run",
         "scripts/dev-environment.rhai",
@@ -685,6 +721,8 @@ fn the_dev_environment_runs_a_control_init_keeps_home_and_serves_distcc_on_loopb
         "SYSIMAGE_TYPE=squashfs",
         "--set",
         "DISTCC=0",
+        "--set",
+        &format!("MY_ROOT_OVERLAY={overlay}"),
         "--set",
         &format!("MY_DEV_CONTROL={second}"),
     ]));
