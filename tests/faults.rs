@@ -533,6 +533,8 @@ fn patch_preparing_a_source_writes_only_build_src() {
     p.rhbuild(&["run", "scripts/host-tools.rhai", "--arch", "t"])
         .success();
     let host_manifest = p.read("build/t/host/manifest.json");
+    // Another target's directory, there to be written if nothing stops it.
+    std::fs::create_dir_all(build.join("u")).unwrap();
     // The source, in the download cache so nothing is fetched.
     let tarball = build.join("cache/pt-1.tar.gz");
     write_tar_gz(&tarball, |b| {
