@@ -519,6 +519,11 @@ fn the_cross_compiler_is_relocatable_and_sees_no_host_headers() {
 fn the_boot_test_disk_runs_mnt_init_and_fetches_a_page_from_the_host() {
     let _lock = BUILD.lock().unwrap_or_else(|e| e.into_inner());
     require_tools();
+    // Both logs are appended to: this run's lines only.
+    let logs = build_dir().join("sh4/logs");
+    for log in ["smoketest-console.log", "smoketest-http.log"] {
+        let _ = std::fs::remove_file(logs.join(log));
+    }
     let o = succeeds(&["run", "scripts/smoketest.rhai", "--set", "SMOKETEST_DISK=1"]);
     assert!(
         o.stdout
@@ -526,7 +531,6 @@ fn the_boot_test_disk_runs_mnt_init_and_fetches_a_page_from_the_host() {
         "{}",
         show(&o)
     );
-    let logs = build_dir().join("sh4/logs");
     let http = std::fs::read_to_string(logs.join("smoketest-http.log")).unwrap();
     assert!(http.lines().any(|l| l == "GET /hello.txt 200"), "{http}");
     let console = std::fs::read_to_string(logs.join("smoketest-console.log")).unwrap();
