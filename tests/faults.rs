@@ -447,9 +447,18 @@ fn a_build_command_writes_only_its_stages_output_and_scratch() {
     );
     let shared = tempfile::tempdir().unwrap();
     let shared = Utf8Path::from_path(shared.path()).unwrap();
+    // A CCACHE_DIR the user named through a link: followed once, by the
+    // host (a grant is never taken through a link at its name).
+    let named = tempfile::tempdir().unwrap();
+    let named = Utf8Path::from_path(named.path()).unwrap();
+    let through = named.join("real");
+    std::fs::create_dir(&through).unwrap();
+    std::os::unix::fs::symlink(&through, named.join("link")).unwrap();
+    let link = named.join("link");
     for (setting, ccache) in [
         ("", build.join("ccache")),
         (shared.as_str(), shared.to_owned()),
+        (link.as_str(), through.clone()),
     ] {
         let o = p
             .rhbuild(&[
