@@ -828,26 +828,12 @@ mod helper {
                         .map(|f| f.trim().to_string())
                         .collect();
                 }
-                Some("--abi") => {
-                    let v = it.next().ok_or("--abi needs a number")?;
-                    o.abi = Some(
-                        v.to_string_lossy()
-                            .parse()
-                            .map_err(|_| "--abi needs a number")?,
-                    );
-                }
+                Some("--abi") => o.abi = Some(number(it.next(), "--abi needs a number")?),
                 Some("--forward") => {
                     let v = it.next().ok_or("--forward needs LOCALPORT=IPV4:PORT")?;
                     o.forwards.push(Forward::parse(&v.to_string_lossy())?);
                 }
-                Some("--listen") => {
-                    let v = it.next().ok_or("--listen needs a port")?;
-                    o.listen = Some(
-                        v.to_string_lossy()
-                            .parse()
-                            .map_err(|_| "--listen needs a port")?,
-                    );
-                }
+                Some("--listen") => o.listen = Some(number(it.next(), "--listen needs a port")?),
                 Some("--require") => o.require = true,
                 Some("--probe") => o.probe = true,
                 Some("--") => {
@@ -861,6 +847,12 @@ mod helper {
             return Err("no program to run after `--`".into());
         }
         Ok(o)
+    }
+
+    /// An option's numeric value, or `what` as the error.
+    fn number<T: std::str::FromStr>(v: Option<OsString>, what: &str) -> Result<T, String> {
+        v.and_then(|v| v.to_string_lossy().parse().ok())
+            .ok_or_else(|| what.to_string())
     }
 
     fn denied(o: &Options, feature: &str) -> bool {

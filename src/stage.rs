@@ -95,17 +95,12 @@ pub struct Run {
     pub cache: SourceCache,
     /// Where scripts and the host may read and write (see `confine`).
     pub policy: Arc<AccessPolicy>,
-    /// The kernel-enforced sandbox of a target's build commands at most:
-    /// they write beneath the target's directory (`build/<arch>`, or
-    /// `build/all` in a run without a target) and ccache's, and nowhere
-    /// else: not the shared sources in `build/src`, not another target's
-    /// directory, not the per-host stages in `build/all`. A stage's
-    /// commands get less (`frame_sandbox`).
+    /// The run's kernel-enforced sandbox: what the kernel grants, probed
+    /// once, and the level asked for. No command runs in it as it is:
+    /// each gets a narrower one made from it (`Sandbox::writing`), a
+    /// frame's (`frame_sandbox`) or `source_sandbox`.
     pub sandbox: Arc<Sandbox>,
-    /// The same for a per-host stage's commands: beneath `build/all` and
-    /// ccache's directory.
-    pub host_sandbox: Arc<Sandbox>,
-    /// The same for `patch` preparing a source tree: beneath `build/src`.
+    /// `patch` preparing a source tree: writes beneath `build/src` only.
     pub source_sandbox: Arc<Sandbox>,
     /// ccache's directory: `CCACHE_DIR`, else `<build>/ccache`, shared by
     /// every target; writable in the sandbox.
@@ -343,9 +338,6 @@ impl Run {
                 ScriptError::Other(format!("cannot create `{}`: {e}", build_dir.join(&dir)))
             })?;
         }
-        let scoped =
-            |dir: &str| Arc::new(sandbox.writing(vec![build_dir.join(dir), ccache_dir.clone()]));
-        let (target_sandbox, host_sandbox) = (scoped(home), scoped(PER_HOST_DIR));
         let source_sandbox = Arc::new(sandbox.writing(vec![build_dir.join("src")]));
         let child_flags = child_flags(&cfg);
         Ok(Arc::new(Run {
@@ -359,9 +351,8 @@ impl Run {
             interrupt,
             cache,
             policy: Arc::new(policy),
-            sandbox: target_sandbox,
-            host_sandbox,
             source_sandbox,
+            sandbox: Arc::new(sandbox),
             ccache_dir,
             distcc,
             quiet: cfg.quiet,
@@ -589,33 +580,20 @@ impl Run {
         }
     }
 
-    /// The sandbox of a target's commands, or of a per-host stage's.
-    fn sandbox_for(&self, per_host: bool) -> &Arc<Sandbox> {
-        if per_host {
-            &self.host_sandbox
-        } else {
-            &self.sandbox
-        }
-    }
-
     /// The sandbox of a frame's commands. A stage's (and its packages')
     /// write beneath its own output (the `.part` directory being built),
     /// the work and temporary directories of its side of the build
-    /// directory, and ccache's: the outputs of other stages, finished and
+    /// directory (`home`: `build/<arch>`, a per-host stage's `build/all`),
+    /// and ccache's: the outputs of other stages, finished and
     /// recorded as up to date, are read-only to it. An action's (no
     /// output of its own: a menuconfig, the dev environment) write only
     /// the scratch directories; the images it makes (the dev environment's
     /// disks) are written by the host, and by image tools granted their
     /// one file (`image::run_tool`).
-    fn frame_sandbox(
-        &self,
-        per_host: bool,
-        home: &Utf8Path,
-        out: Option<&Utf8Path>,
-    ) -> Arc<Sandbox> {
+    fn frame_sandbox(&self, home: &Utf8Path, out: Option<&Utf8Path>) -> Arc<Sandbox> {
         let scratch = [home.join("work"), home.join("tmp"), self.ccache_dir.clone()];
         let writable = out.map(Utf8Path::to_owned).into_iter().chain(scratch);
-        Arc::new(self.sandbox_for(per_host).writing(writable.collect()))
+        Arc::new(self.sandbox.writing(writable.collect()))
     }
 
     /// Whether compiles go through ccache: `CCACHE` is not 0 and ccache is
@@ -702,7 +680,7 @@ impl Run {
         per_host: bool,
     ) -> Arc<Frame> {
         let home = self.build_dir.join(self.place(per_host));
-        let sandbox = self.frame_sandbox(per_host, &home, out.as_deref());
+        let sandbox = self.frame_sandbox(&home, out.as_deref());
         Arc::new(Frame {
             stage: stage.to_string(),
             chain,
